@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine: sets everything up
+# (beanstalkd, .venv, the project), then runs the quality gates and pytest.
+# pytest starts and stops its own private beanstalkd servers on free loopback ports.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k stats -x).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+echo "== ruff check"
+.venv/bin/ruff check .
+echo "== ruff format --check"
+.venv/bin/ruff format --check .
+echo "== mypy --strict src"
+.venv/bin/mypy --strict src
+echo "== pytest"
+.venv/bin/python -m pytest --cov --cov-report=term --cov-fail-under=97 -p no:cacheprovider "$@"

@@ -1,0 +1,579 @@
+"""The client side of one beanstalkd connection, as a state machine.
+
+Theory of operation: beanstalkd answers every command but ``quit`` with exactly
+one reply, in order, and never speaks unasked. So the connection keeps a FIFO of
+the commands sent and not yet answered; each reply is read against the command
+at the head of that FIFO, which decides (through ``REPLIES``, one row per
+command type) which reply words are legal, how many arguments each carries and
+whether a body follows. The same word can mean different things (``BURIED <id>``
+after ``put``, bare ``BURIED`` after ``bury``), which is why the table is keyed
+by command and not by word. Anything outside the row is a
+``RemoteProtocolError`` and the connection is dead from then on, because a
+client that has lost count of replies would hand one caller another's answer.
+
+What the connection knows of the server-side state (used tube, watch list) is
+updated from replies, not from requests, so it is true even when a request was
+refused. ``send`` changes nothing until the command has been encoded, and
+commands validate themselves when they are built, so a refused argument leaves
+the connection exactly as it was. ``send_failed`` marks the connection broken:
+once some of its bytes may be missing, no later reply can be trusted.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Callable
+from typing import Final
+
+from ._buffer import BODY_WORDS, ReceiveBuffer
+from ._commands import (
+    DEFAULT_TUBE,
+    MAX_LINE_SIZE,
+    MAX_U64,
+    Bury,
+    Command,
+    Delete,
+    Ignore,
+    Kick,
+    KickJob,
+    ListTubes,
+    ListTubesWatched,
+    ListTubeUsed,
+    PauseTube,
+    Peek,
+    PeekBuried,
+    PeekDelayed,
+    PeekReady,
+    Put,
+    Quit,
+    Release,
+    Reserve,
+    ReserveJob,
+    ReserveWithTimeout,
+    Stats,
+    StatsJob,
+    StatsTube,
+    Touch,
+    Use,
+    Watch,
+    check_tube,
+)
+from ._errors import InvalidArgument, LocalProtocolError, RemoteProtocolError
+from ._events import (
+    NEED_DATA,
+    BadFormat,
+    Buried,
+    ConnectionClosed,
+    DeadlineSoon,
+    Deleted,
+    Draining,
+    Event,
+    ExpectedCrlf,
+    Found,
+    Inserted,
+    InternalError,
+    JobTooBig,
+    Kicked,
+    NeedData,
+    NotFound,
+    NotIgnored,
+    OutOfMemory,
+    Paused,
+    Released,
+    Reserved,
+    TimedOut,
+    Touched,
+    TubeList,
+    UnknownCommand,
+    Using,
+    Watching,
+)
+from ._stats import parse_job_stats, parse_server_stats, parse_tube_list, parse_tube_stats
+
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_MAX_LINE_SIZE", "REPLIES", "Connection", "State"]
+
+#: The longest reply line beanstalkd can send fits in its 224-byte buffer.
+DEFAULT_MAX_LINE_SIZE: Final = MAX_LINE_SIZE
+#: beanstalkd caps ``max-job-size`` at 1 GiB; stats payloads are far smaller.
+DEFAULT_MAX_BODY_SIZE: Final = 2**30
+
+
+class State(enum.Enum):
+    """Where a :class:`Connection` stands."""
+
+    #: Commands may be sent.
+    OPEN = "open"
+    #: ``quit`` was sent; only the server's close (and replies owed before it) may come.
+    QUIT_SENT = "quit sent"
+    #: The server closed the connection cleanly.
+    CLOSED = "closed"
+    #: A protocol error, or ``send_failed``: nothing more can be trusted.
+    BROKEN = "broken"
+
+
+def _bad_number(token: bytes, what: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"the server sent {token[:30]!r} where {what} belongs")
+
+
+def _number(token: bytes, what: str) -> int:
+    # bytes.isdigit is ASCII-only; int() alone would accept "+1", " 1" and "1_0".
+    if not token.isdigit() or len(token) > 20:
+        raise _bad_number(token, what)
+    value = int(token)
+    if value > MAX_U64:
+        raise _bad_number(token, what)
+    return value
+
+
+def _tube(cmd: Command, token: bytes) -> str:
+    tube = token.decode("ascii", "replace")
+    if type(cmd) is Use:
+        if tube != cmd.tube:
+            raise RemoteProtocolError(f"'use {cmd.tube}' was answered with USING {tube!r}")
+        return tube
+    try:
+        return check_tube(tube)
+    except InvalidArgument:
+        raise RemoteProtocolError(f"the server sent an invalid tube name {token[:40]!r}") from None
+
+
+def _setter(cls: type, field: str) -> Callable[[object, object], None]:
+    setter: Callable[[object, object], None] = getattr(cls, field).__set__
+    return setter
+
+
+# Events are frozen dataclasses; building the hot ones through their slots
+# skips the frozen __init__'s object.__setattr__ calls (about half the cost).
+_new = object.__new__
+_set_reserved_id = _setter(Reserved, "id")
+_set_reserved_body = _setter(Reserved, "body")
+_set_found_id = _setter(Found, "id")
+_set_found_body = _setter(Found, "body")
+_set_inserted_id = _setter(Inserted, "id")
+
+
+def _reserved(cmd: Command, parts: list[bytes], body: bytes) -> Event:
+    token = parts[1]
+    if not token.isdigit() or len(token) > 20:
+        raise _bad_number(token, "a job id")
+    id = int(token)
+    if id > MAX_U64:
+        raise _bad_number(token, "a job id")
+    if type(cmd) is ReserveJob and id != cmd.id:
+        raise RemoteProtocolError(f"'reserve-job {cmd.id}' was answered with job {id}")
+    event = _new(Reserved)
+    _set_reserved_id(event, id)
+    _set_reserved_body(event, body)
+    return event
+
+
+def _found(cmd: Command, parts: list[bytes], body: bytes) -> Event:
+    id = _number(parts[1], "a job id")
+    if type(cmd) is Peek and id != cmd.id:
+        raise RemoteProtocolError(f"'peek {cmd.id}' was answered with job {id}")
+    event = _new(Found)
+    _set_found_id(event, id)
+    _set_found_body(event, body)
+    return event
+
+
+def _inserted(cmd: Command, parts: list[bytes], body: bytes) -> Event:
+    token = parts[1]
+    if not token.isdigit() or len(token) > 20:
+        raise _bad_number(token, "a job id")
+    id = int(token)
+    if id > MAX_U64:
+        raise _bad_number(token, "a job id")
+    event = _new(Inserted)
+    _set_inserted_id(event, id)
+    return event
+
+
+def _stats_job(cmd: Command, parts: list[bytes], body: bytes) -> Event:
+    stats = parse_job_stats(body)
+    if type(cmd) is StatsJob and stats.id != cmd.id:
+        raise RemoteProtocolError(f"'stats-job {cmd.id}' was answered for job {stats.id}")
+    return stats
+
+
+Build = Callable[[Command, list[bytes], bytes], Event]
+#: (arguments on the line, a body follows, build the event, tokens on the line).
+ReplySpec = tuple[int, bool, Build, int]
+
+
+def _reply(arity: int, build: Build) -> tuple[int, Build]:
+    return (arity, build)
+
+
+def _const(event: Event) -> tuple[int, Build]:
+    return (0, lambda cmd, parts, body: event)
+
+
+def _tube_list(cmd: Command, parts: list[bytes], body: bytes) -> Event:
+    return TubeList(parse_tube_list(body))
+
+
+def _server_stats(cmd: Command, parts: list[bytes], body: bytes) -> Event:
+    return parse_server_stats(body)
+
+
+def _tube_stats(cmd: Command, parts: list[bytes], body: bytes) -> Event:
+    return parse_tube_stats(body)
+
+
+def _using(cmd: Command, parts: list[bytes], body: bytes) -> Event:
+    return Using(_tube(cmd, parts[1]))
+
+
+def _watching(cmd: Command, parts: list[bytes], body: bytes) -> Event:
+    return Watching(_number(parts[1], "a count"))
+
+
+def _kicked(cmd: Command, parts: list[bytes], body: bytes) -> Event:
+    return Kicked(_number(parts[1], "a count"))
+
+
+def _buried_id(cmd: Command, parts: list[bytes], body: bytes) -> Event:
+    return Buried(_number(parts[1], "a job id"))
+
+
+_BODY_BUILDS: Final = frozenset(
+    {_reserved, _found, _stats_job, _tube_list, _server_stats, _tube_stats}
+)
+
+_GENERAL: Final[dict[bytes, tuple[int, Build]]] = {
+    b"BAD_FORMAT": _const(BadFormat()),
+    b"UNKNOWN_COMMAND": _const(UnknownCommand()),
+    b"OUT_OF_MEMORY": _const(OutOfMemory()),
+    b"INTERNAL_ERROR": _const(InternalError()),
+}
+_NOT_FOUND: Final = {b"NOT_FOUND": _const(NotFound())}
+_FOUND: Final = {b"FOUND": _reply(2, _found), **_NOT_FOUND}
+_USING: Final = {b"USING": _reply(1, _using)}
+_WATCHING: Final = {b"WATCHING": _reply(1, _watching)}
+_RESERVE: Final = {
+    b"RESERVED": _reply(2, _reserved),
+    b"DEADLINE_SOON": _const(DeadlineSoon()),
+    b"TIMED_OUT": _const(TimedOut()),
+}
+_TUBE_LIST: Final = {b"OK": _reply(1, _tube_list)}
+
+_ROWS: Final[dict[type[Command], dict[bytes, tuple[int, Build]]]] = {
+    Put: {
+        b"INSERTED": _reply(1, _inserted),
+        b"BURIED": _reply(1, _buried_id),
+        b"EXPECTED_CRLF": _const(ExpectedCrlf()),
+        b"JOB_TOO_BIG": _const(JobTooBig()),
+        b"DRAINING": _const(Draining()),
+    },
+    Use: _USING,
+    Reserve: _RESERVE,
+    ReserveWithTimeout: _RESERVE,
+    ReserveJob: {b"RESERVED": _reply(2, _reserved), **_NOT_FOUND},
+    Delete: {b"DELETED": _const(Deleted()), **_NOT_FOUND},
+    Release: {b"RELEASED": _const(Released()), b"BURIED": _const(Buried()), **_NOT_FOUND},
+    Bury: {b"BURIED": _const(Buried()), **_NOT_FOUND},
+    Touch: {b"TOUCHED": _const(Touched()), **_NOT_FOUND},
+    Watch: _WATCHING,
+    Ignore: {**_WATCHING, b"NOT_IGNORED": _const(NotIgnored())},
+    Peek: _FOUND,
+    PeekReady: _FOUND,
+    PeekDelayed: _FOUND,
+    PeekBuried: _FOUND,
+    Kick: {b"KICKED": _reply(1, _kicked)},
+    KickJob: {b"KICKED": _const(Kicked()), **_NOT_FOUND},
+    StatsJob: {b"OK": _reply(1, _stats_job), **_NOT_FOUND},
+    StatsTube: {b"OK": _reply(1, _tube_stats), **_NOT_FOUND},
+    Stats: {b"OK": _reply(1, _server_stats)},
+    ListTubes: _TUBE_LIST,
+    ListTubeUsed: _USING,
+    ListTubesWatched: _TUBE_LIST,
+    PauseTube: {b"PAUSED": _const(Paused()), **_NOT_FOUND},
+    Quit: {},
+}
+#: Every command's reply row: reply word -> (arguments on the line, a body
+#: follows, how to build the event, tokens on the line). The general errors
+#: can follow any command but ``quit``, which gets no reply at all.
+REPLIES: Final[dict[type[Command], dict[bytes, ReplySpec]]] = {
+    kind: {
+        word: (arity, word in BODY_WORDS, build, arity + 1)
+        for word, (arity, build) in ({**row, **_GENERAL} if kind is not Quit else {}).items()
+    }
+    for kind, row in _ROWS.items()
+}
+
+# Commands whose replies change what the connection knows.
+_STATEFUL: Final = frozenset(
+    {Use, Watch, Ignore, ListTubeUsed, ListTubesWatched, Reserve, ReserveWithTimeout}
+)
+_OPEN: Final = State.OPEN
+_QUIT_SENT: Final = State.QUIT_SENT
+
+
+class Connection:
+    """The client side of one beanstalkd connection: commands in, bytes out;
+    bytes in, events out. It does no I/O.
+
+    ``max_line_size`` bounds a reply line (CRLF included) and ``max_body_size``
+    a reply body (job or stats payload); a server that exceeds either gets a
+    :class:`RemoteProtocolError` as soon as it is known, whatever the chunking.
+    """
+
+    __slots__ = (
+        "_blocking",
+        "_buffer",
+        "_closed_by",
+        "_deferred",
+        "_pending",
+        "_ready",
+        "_state",
+        "_used",
+        "_watched",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_line_size: int = DEFAULT_MAX_LINE_SIZE,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    ) -> None:
+        for what, value in (("max_line_size", max_line_size), ("max_body_size", max_body_size)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{what} must be an int")
+        if max_line_size < MAX_LINE_SIZE:
+            raise InvalidArgument(f"max_line_size must be at least {MAX_LINE_SIZE}")
+        if max_body_size < 0:
+            raise InvalidArgument("max_body_size must not be negative")
+        self._buffer = ReceiveBuffer(max_line_size, max_body_size)
+        self._pending: deque[Command] = deque()
+        self._ready: deque[Event] = deque()  # parsed, not yet handed out
+        self._deferred: RemoteProtocolError | None = None
+        self._state = State.OPEN
+        self._closed_by: BaseException | str | None = None
+        self._blocking = 0
+        self._used = DEFAULT_TUBE
+        self._watched: dict[str, None] = {DEFAULT_TUBE: None}
+
+    def __repr__(self) -> str:
+        return (
+            f"<beanproto.Connection {self._state.value}, {len(self._pending)} replies owed, "
+            f"using {self._used!r}>"
+        )
+
+    # -- what the connection knows -------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """Where the connection stands (:class:`State`)."""
+        return self._state
+
+    @property
+    def used_tube(self) -> str:
+        """The tube ``put`` goes to, as confirmed by the server's last ``USING``."""
+        return self._used
+
+    @property
+    def watched_tubes(self) -> tuple[str, ...]:
+        """The watch list, as confirmed by the server's replies."""
+        return tuple(self._watched)
+
+    @property
+    def pending(self) -> tuple[Command, ...]:
+        """Commands sent whose replies have not been received yet, oldest first."""
+        return tuple(self._pending)
+
+    @property
+    def reserve_waiting(self) -> bool:
+        """True while a ``reserve`` (or ``reserve-with-timeout`` above 0) is unanswered.
+
+        The server reads nothing else from the connection meanwhile, and the
+        only way to abort it is to close the connection.
+        """
+        return self._blocking > 0
+
+    @property
+    def max_line_size(self) -> int:
+        return self._buffer.max_line_size
+
+    @property
+    def max_body_size(self) -> int:
+        return self._buffer.max_body_size
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet turned into events."""
+        return len(self._buffer)
+
+    @property
+    def work(self) -> int:
+        """Bytes the receive path has searched or copied beyond a single pass.
+
+        Proves the cost is linear in the bytes received; not for everyday use.
+        """
+        return self._buffer.work
+
+    # -- commands in, bytes out ----------------------------------------------------
+
+    def send(self, command: Command) -> bytes:
+        """Queue ``command`` and return the bytes to write for it.
+
+        Commands are validated when built, so nothing invalid reaches here.
+        Raises :class:`LocalProtocolError` if the connection cannot send (after
+        ``quit``, a close or an error) and ``TypeError`` for a non-command.
+        """
+        if not isinstance(command, Command):
+            raise TypeError(f"send() takes a beanproto command, not {type(command).__name__}")
+        if self._state is not State.OPEN:
+            raise self._not_open("send")
+        data = command._encode()
+        self._pending.append(command)
+        kind = type(command)
+        if kind is Reserve or (kind is ReserveWithTimeout and command.timeout):  # type: ignore[attr-defined]
+            self._blocking += 1
+        elif kind is Quit:
+            self._state = State.QUIT_SENT
+        return data
+
+    def send_failed(self) -> None:
+        """Tell the connection that bytes it produced may not have been written.
+
+        The connection is broken afterwards: the server may hold half a command.
+        """
+        if self._state is not State.CLOSED:
+            self._state = State.BROKEN
+            self._closed_by = self._closed_by or "send_failed() was called"
+
+    # -- bytes in, events out ------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes from the server; ``b""`` means it closed the connection."""
+        if self._buffer.eof:
+            if data:
+                raise LocalProtocolError("receive_data() after the end of the stream")
+            return
+        if self._state is State.BROKEN:
+            return
+        if data:
+            self._buffer.feed(data)
+        else:
+            self._buffer.eof = True
+
+    def next_event(self) -> Event | NeedData:
+        """The next reply as an event, or ``NEED_DATA``.
+
+        Raises :class:`RemoteProtocolError` (and the connection is broken) when the
+        server's bytes do not fit the protocol or the pending command; replies
+        that arrived before the offending bytes are returned first.
+        """
+        ready = self._ready
+        if ready:
+            return ready.popleft()
+        return self._read_events()
+
+    def _read_events(self) -> Event | NeedData:
+        # Turns every complete reply in the buffer into an event in one pass (a
+        # loop with locals costs a fraction of a call per reply), then hands
+        # them out one per next_event() call.
+        state = self._state
+        if state is not _OPEN and state is not _QUIT_SENT:
+            if state is State.CLOSED:
+                return ConnectionClosed()
+            deferred = self._deferred
+            if deferred is not None:
+                self._deferred = None
+                raise deferred
+            raise self._not_open("read an event")
+        ready = self._ready
+        pending = self._pending
+        try:
+            frames = self._buffer.frames()
+            if not frames:
+                return self._no_event()
+            append = ready.append
+            popleft = pending.popleft
+            for parts, body in frames:
+                if not pending:
+                    raise RemoteProtocolError(
+                        f"the server sent {b' '.join(parts)[:60]!r} when no reply was owed"
+                    )
+                cmd = pending[0]
+                kind = type(cmd)
+                spec = REPLIES[kind].get(parts[0])
+                if spec is None or len(parts) != spec[3]:
+                    raise self._unexpected(cmd, parts, spec)
+                event = spec[2](cmd, parts, body)
+                popleft()
+                if kind in _STATEFUL:
+                    self._after(cmd, event)
+                append(event)
+            if not ready:  # only possible when the last frame was the whole story
+                return self._no_event()
+        except RemoteProtocolError as exc:
+            self._state = State.BROKEN
+            self._closed_by = exc
+            if not ready:
+                raise
+            self._deferred = exc
+        return ready.popleft()
+
+    @staticmethod
+    def _unexpected(
+        cmd: Command, parts: list[bytes], spec: ReplySpec | None
+    ) -> RemoteProtocolError:
+        line = b" ".join(parts)[:60]
+        if spec is None:
+            return RemoteProtocolError(
+                f"the server answered {cmd.verb!r} with {line!r}, which is not a reply to it"
+            )
+        return RemoteProtocolError(
+            f"the server answered {cmd.verb!r} with {line!r}: "
+            f"{parts[0].decode()} takes {spec[0]} argument(s) there"
+        )
+
+    def _after(self, cmd: Command, event: Event) -> None:
+        kind = type(cmd)
+        if kind is Reserve or kind is ReserveWithTimeout:
+            if kind is Reserve or cmd.timeout:  # type: ignore[attr-defined]
+                self._blocking -= 1
+        elif type(event) is Using:
+            self._used = event.tube
+        elif type(event) is Watching:
+            if type(cmd) is Watch:
+                self._watched[cmd.tube] = None
+            elif type(cmd) is Ignore:
+                self._watched.pop(cmd.tube, None)
+        elif type(event) is TubeList:
+            self._watched = dict.fromkeys(event.tubes)
+
+    def _no_event(self) -> Event | NeedData:
+        buffer = self._buffer
+        pending = self._pending
+        if buffer.eof:
+            if buffer.in_frame or len(buffer):
+                raise RemoteProtocolError(
+                    "the server closed the connection in the middle of a reply"
+                )
+            if pending and type(pending[0]) is not Quit:
+                raise RemoteProtocolError(
+                    f"the server closed the connection while a reply to {pending[0].verb!r} "
+                    "was owed"
+                )
+            pending.clear()
+            self._blocking = 0
+            self._state = State.CLOSED
+            return ConnectionClosed()
+        if len(buffer) and (not pending or type(pending[0]) is Quit):
+            raise RemoteProtocolError("the server sent bytes when no reply was owed")
+        return NEED_DATA
+
+    def _not_open(self, what: str) -> LocalProtocolError:
+        if self._state is State.QUIT_SENT:
+            return LocalProtocolError(f"cannot {what}: quit was sent")
+        if self._state is State.CLOSED:
+            return LocalProtocolError(f"cannot {what}: the server closed the connection")
+        reason = self._closed_by
+        err = LocalProtocolError(f"cannot {what}: the connection is broken ({reason})")
+        if isinstance(reason, BaseException):
+            err.__cause__ = reason
+        return err

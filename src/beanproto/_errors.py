@@ -1,0 +1,161 @@
+"""The exception hierarchy shared by the core and both adapters.
+
+Theory of operation: errors are split by who is at fault, as in h11.
+``LocalProtocolError`` means the caller asked for something the protocol cannot
+express (and nothing was written); ``RemoteProtocolError`` means the server sent
+bytes that do not fit the protocol, after which the connection cannot be trusted.
+``CommandError`` subclasses are the server's ordinary refusals (``NOT_FOUND`` and
+friends): the core reports them as events, and :func:`error_for_event` is the one
+place that turns such an event into the exception the adapters raise.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadFormatError",
+    "BrokenConnectionError",
+    "BuriedError",
+    "CommandError",
+    "DeadlineSoonError",
+    "DrainingError",
+    "Error",
+    "ExpectedCrlfError",
+    "InternalServerError",
+    "InvalidArgument",
+    "JobTooBigError",
+    "LocalProtocolError",
+    "NotFoundError",
+    "NotIgnoredError",
+    "OutOfMemoryError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "TimedOutError",
+    "UnknownCommandError",
+]
+
+
+class Error(Exception):
+    """Base class of every exception beanproto raises on purpose."""
+
+
+class ProtocolError(Error):
+    """The conversation with the server broke the protocol's rules."""
+
+
+class LocalProtocolError(ProtocolError):
+    """The caller asked for something the protocol cannot express, or asked at a
+    time when the connection cannot do it. Nothing was sent."""
+
+
+class InvalidArgument(LocalProtocolError, ValueError):
+    """An argument of a command is out of range or not allowed on the wire.
+
+    Raised before any byte is produced, so the connection is unchanged.
+    """
+
+
+class RemoteProtocolError(ProtocolError):
+    """The server sent something that does not fit the protocol.
+
+    The connection is unusable afterwards.
+    """
+
+
+class CommandError(Error):
+    """The server refused a command. The connection stays usable."""
+
+    #: The reply word the server sent, e.g. ``"NOT_FOUND"``.
+    reply: str = ""
+
+
+class NotFoundError(CommandError):
+    """``NOT_FOUND``: no such job or tube, or the job is not in a state that allows it."""
+
+    reply = "NOT_FOUND"
+
+
+class TimedOutError(CommandError):
+    """``TIMED_OUT``: a reserve with a timeout found no job in time."""
+
+    reply = "TIMED_OUT"
+
+
+class DeadlineSoonError(CommandError):
+    """``DEADLINE_SOON``: a job this connection holds is within a second of its TTR.
+
+    The reserve is over; touch, delete, release or bury that job, then reserve again.
+    """
+
+    reply = "DEADLINE_SOON"
+
+
+class BuriedError(CommandError):
+    """``BURIED``: the server buried the job instead of doing what was asked.
+
+    After ``put`` the job exists, buried, and :attr:`id` is its id; after
+    ``release`` the id is not in the reply and :attr:`id` is ``None``.
+    """
+
+    reply = "BURIED"
+
+    def __init__(self, id: int | None = None) -> None:
+        msg = "the server buried the job" if id is None else f"the server buried job {id}"
+        super().__init__(msg)
+        self.id = id
+
+
+class NotIgnoredError(CommandError):
+    """``NOT_IGNORED``: ignoring that tube would leave the watch list empty."""
+
+    reply = "NOT_IGNORED"
+
+
+class ExpectedCrlfError(CommandError):
+    """``EXPECTED_CRLF``: the job body was not followed by CRLF."""
+
+    reply = "EXPECTED_CRLF"
+
+
+class JobTooBigError(CommandError):
+    """``JOB_TOO_BIG``: the body is larger than the server's ``max-job-size``."""
+
+    reply = "JOB_TOO_BIG"
+
+
+class DrainingError(CommandError):
+    """``DRAINING``: the server is in drain mode and accepts no new jobs."""
+
+    reply = "DRAINING"
+
+
+class BadFormatError(CommandError):
+    """``BAD_FORMAT``: the server could not parse the command."""
+
+    reply = "BAD_FORMAT"
+
+
+class UnknownCommandError(CommandError):
+    """``UNKNOWN_COMMAND``: the server does not know the command."""
+
+    reply = "UNKNOWN_COMMAND"
+
+
+class OutOfMemoryError(CommandError):
+    """``OUT_OF_MEMORY``: the server could not allocate memory; try again later."""
+
+    reply = "OUT_OF_MEMORY"
+
+
+class InternalServerError(CommandError):
+    """``INTERNAL_ERROR``: a server bug or a failed binlog write."""
+
+    reply = "INTERNAL_ERROR"
+
+
+class BrokenConnectionError(Error):
+    """The connection can no longer be trusted and was closed.
+
+    Raised by every call after an exchange was interrupted (timeout,
+    cancellation, ``KeyboardInterrupt``, I/O error) or the server broke the
+    protocol. Open a new client.
+    """

@@ -35,134 +35,72 @@ BODY_WORDS: Final = frozenset({b"RESERVED", b"FOUND", b"OK"})
 
 class ReceiveBuffer:
     __slots__ = (
-        "_buf",
         "_chunks",
-        "_error",
         "_have",
         "_need",
-        "_parts",
         "_pieces",
-        "_pos",
-        "_scan",
         "_seen",
+        "buf",
         "eof",
         "max_body_size",
         "max_line_size",
+        "pos",
+        "scan",
         "work",
     )
 
     def __init__(self, max_line_size: int, max_body_size: int) -> None:
         self.max_line_size = max_line_size
         self.max_body_size = max_body_size
-        self._buf = b""
-        self._pos = 0  # start of the unread bytes in _buf
-        self._scan = 0  # where the next CRLF search starts; always >= _pos
+        # The reader parses complete frames straight from buf, from pos on, and
+        # stores pos and scan back; the methods below handle everything else.
+        self.buf = b""
+        self.pos = 0  # start of the unread bytes in buf
+        self.scan = 0  # where the next CRLF search starts; always >= pos
         self._chunks: list[bytes] = []  # fed, not merged into _buf yet
         self._seen = 0  # how many of _chunks are known to hold no b"\n"
-        self._parts: list[bytes] | None = None  # the header line of a body being read
         self._pieces: list[bytes | memoryview] | None = None  # that body, as it arrives
         self._have = 0
         self._need = 0
-        self._error: RemoteProtocolError | None = None
         self.eof = False
         self.work = 0
 
     def __len__(self) -> int:
         """Bytes received and not yet handed out in a frame."""
-        return len(self._buf) - self._pos + sum(map(len, self._chunks)) + self._have
+        return len(self.buf) - self.pos + sum(map(len, self._chunks)) + self._have
 
     @property
-    def in_frame(self) -> bool:
-        """True when a header was read and its body is still incomplete."""
-        return self._parts is not None
+    def in_body(self) -> bool:
+        """True while a body announced by a header is being collected."""
+        return self._pieces is not None
 
     def feed(self, data: bytes) -> None:
         if data:
             self._chunks.append(data if type(data) is bytes else bytes(data))
 
-    def frames(self) -> list[tuple[list[bytes], bytes]]:
-        """Every complete reply in the buffer, as (line split at spaces, body or ``b""``).
+    def start_body(self, size: int) -> None:
+        """The header ending at ``pos`` announced ``size`` body bytes that are not
+        all in ``buf``: collect them as they come."""
+        buf = self.buf
+        pos = self.pos
+        self._pieces = [memoryview(buf)[pos:]] if pos < len(buf) else []
+        self._have = len(buf) - pos
+        self._need = size + 2
+        self.buf = b""
+        self.pos = self.scan = 0
 
-        An empty list means more bytes are needed. A frame that breaks the limits
-        raises :class:`RemoteProtocolError`; frames before it are returned first and
-        the error is raised by the next call.
-        """
-        if self._error is not None:
-            raise self._error
-        out: list[tuple[list[bytes], bytes]] = []
-        try:
-            self._collect(out)
-        except RemoteProtocolError as exc:
-            self._error = exc
-            if not out:
-                raise
-        return out
-
-    def _collect(self, out: list[tuple[list[bytes], bytes]]) -> None:
-        append = out.append
-        max_line = self.max_line_size
-        max_body = self.max_body_size
-        while True:
-            if self._parts is not None:
-                frame = self._body()
-                if frame is None:
-                    return
-                append(frame)
-            # The hot loop: one frame per pass while whole frames are in _buf.
-            buf = self._buf
-            pos = self._pos
-            scan = self._scan
-            find = buf.find
-            while True:
-                i = find(b"\r\n", scan)
-                if i < 0:
-                    self._pos = pos
-                    self._scan = scan
-                    if self._need_line():
-                        break
-                    return
-                if i + 2 - pos > max_line:
-                    self._line_too_long()
-                parts = buf[pos:i].split(b" ")
-                if parts[0] not in BODY_WORDS:
-                    append((parts, b""))
-                    pos = scan = i + 2
-                    continue
-                token = parts[-1]
-                if not token.isdigit() or len(token) > 19:
-                    raise RemoteProtocolError(
-                        f"the server announced a body of {token[:30]!r} bytes"
-                    )
-                size = int(token)
-                if size > max_body:
-                    raise RemoteProtocolError(
-                        f"the server announced a body of {size} bytes, over max_body_size "
-                        f"({max_body})"
-                    )
-                start = i + 2
-                end = start + size
-                if end + 2 > len(buf):
-                    self._pos = self._scan = start
-                    self._parts = parts
-                    self._need = size + 2
-                    break
-                if buf[end : end + 2] != b"\r\n":
-                    self._bad_terminator()
-                append((parts, buf[start:end]))
-                pos = scan = end + 2
-
-    def _need_line(self) -> bool:
+    def need_line(self) -> bool:
         """The buffer ends inside a line: merge in chunks that may end it.
         True if there is new data to search."""
-        buf = self._buf
-        pos = self._pos
+        buf = self.buf
+        pos = self.pos
         end = len(buf)
-        self.work += end - self._scan
+        self.work += end - self.scan
         rest = end - pos
         if rest >= self.max_line_size:
             self._line_too_long()
         # A trailing b"\r" may be the first half of the CRLF: search it again.
-        self._scan = end - 1 if rest else end
+        self.scan = end - 1 if rest else end
         chunks = self._chunks
         if not rest:
             if not chunks:
@@ -184,29 +122,24 @@ class ReceiveBuffer:
 
     def _merge(self) -> None:
         chunks = self._chunks
-        pos = self._pos
-        buf = self._buf
+        pos = self.pos
+        buf = self.buf
         if pos < len(buf):
             rest = buf[pos:]
             self.work += len(rest)
-            self._scan -= pos
+            self.scan -= pos
             chunks.insert(0, rest)
         else:
-            self._scan = 0
-        self._buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self._pos = 0
+            self.scan = 0
+        self.buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.pos = 0
         chunks.clear()
         self._seen = 0
 
-    def _body(self) -> tuple[list[bytes], bytes] | None:
+    def body(self) -> bytes | None:
+        """The body being collected, without its CRLF, once all of it has come."""
         pieces = self._pieces
-        if pieces is None:
-            buf = self._buf
-            pos = self._pos
-            pieces = self._pieces = [memoryview(buf)[pos:]] if pos < len(buf) else []
-            self._have = len(buf) - pos
-            self._buf = b""
-            self._pos = self._scan = 0
+        assert pieces is not None
         chunks = self._chunks
         if chunks:
             # Take only what the body needs, so any excess lies in the last piece.
@@ -219,11 +152,7 @@ class ReceiveBuffer:
             self._seen = 0
         if self._have < self._need:
             return None
-        parts = self._parts
-        assert parts is not None
-        body = self._assemble(pieces)
-        self._parts = None
-        return parts, body
+        return self._assemble(pieces)
 
     def _assemble(self, pieces: list[bytes | memoryview]) -> bytes:
         excess = self._have - self._need
@@ -232,7 +161,7 @@ class ReceiveBuffer:
         if excess:
             last = pieces[-1]
             keep = len(last) - excess
-            self._buf = bytes(last[keep:])
+            self.buf = bytes(last[keep:])
             self.work += excess
             pieces[-1] = memoryview(last)[:keep]
         # Take the CRLF off the end; it may straddle two pieces.

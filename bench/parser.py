@@ -21,6 +21,7 @@ import gc
 import statistics
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 
 import beanproto as bp
 
@@ -107,7 +108,9 @@ def main() -> None:
     body = (b"payload\r\n" * (a.body // 9 + 1))[: a.body]
     streams: dict[str, tuple[bytes, Callable[[], bp.Command]]] = {
         f"RESERVED {a.body}B": (
-            b"".join(b"RESERVED %d %d\r\n%b\r\n" % (i + 1, len(body), body) for i in range(a.frames)),
+            b"".join(
+                b"RESERVED %d %d\r\n%b\r\n" % (i + 1, len(body), body) for i in range(a.frames)
+            ),
             bp.Reserve,
         ),
         "INSERTED line": (
@@ -116,7 +119,7 @@ def main() -> None:
         ),
     }
     print(f"## Parser: {a.frames} frames per stream, {a.chunk} B chunks, median of {a.reps}\n")
-    print("| stream | parser | events/s | ns/event | × baseline |")
+    print("| stream | parser | events/s | ns/event | x baseline |")
     print("|---|---|--:|--:|--:|")
     for name, (stream, make) in streams.items():
         chunks = chunked(stream, a.chunk)
@@ -124,11 +127,11 @@ def main() -> None:
         walls: dict[str, list[float]] = {"baseline": [], "beanproto": []}
         expect = (a.frames, a.frames * (a.frames + 1) // 2)
         for _ in range(a.reps):
-            walls["baseline"].append(timed(lambda: baseline_parse(chunks), expect))
+            walls["baseline"].append(timed(partial(baseline_parse, chunks), expect))
             conn = bp.Connection()
             for _ in range(a.frames):
                 conn.send(command)
-            walls["beanproto"].append(timed(lambda: beanproto_parse(conn, chunks), expect))
+            walls["beanproto"].append(timed(partial(beanproto_parse, conn, chunks), expect))
             assert not conn.pending and conn.next_event() is bp.NEED_DATA
         base = statistics.median(walls["baseline"])
         for parser, ws in walls.items():

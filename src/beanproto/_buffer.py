@@ -23,7 +23,7 @@ replies one byte at a time and checks that it stays proportional to the input.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, NoReturn
 
 from ._errors import RemoteProtocolError
 
@@ -98,7 +98,7 @@ class ReceiveBuffer:
         self.work += end - self.scan
         rest = end - pos
         if rest >= self.max_line_size:
-            self._line_too_long()
+            self.line_too_long()
         # A trailing b"\r" may be the first half of the CRLF: search it again.
         self.scan = end - 1 if rest else end
         chunks = self._chunks
@@ -117,7 +117,7 @@ class ReceiveBuffer:
                     return True
                 self._seen = k + 1
             if rest >= self.max_line_size:
-                self._line_too_long()
+                self.line_too_long()
         return False
 
     def _merge(self) -> None:
@@ -179,10 +179,10 @@ class ReceiveBuffer:
             self._bad_terminator()
         return b"".join(pieces)
 
-    def _line_too_long(self) -> None:
+    def line_too_long(self) -> NoReturn:
         raise RemoteProtocolError(
             f"the server sent a line longer than max_line_size ({self.max_line_size} bytes)"
         )
 
-    def _bad_terminator(self) -> None:
+    def _bad_terminator(self) -> NoReturn:
         raise RemoteProtocolError("a body sent by the server is not followed by CRLF")

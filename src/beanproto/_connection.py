@@ -187,6 +187,13 @@ def _inserted(cmd: Command, parts: list[bytes], body: bytes) -> Event:
     return event
 
 
+def _check_job_header(cmd: Command, parts: list[bytes]) -> None:
+    if parts[0] != b"OK":
+        id = _number(parts[1], "a job id")
+        if (type(cmd) is Peek or type(cmd) is ReserveJob) and id != cmd.id:
+            raise RemoteProtocolError(f"'{cmd.verb} {cmd.id}' was answered with job {id}")
+
+
 def _stats_job(cmd: Command, parts: list[bytes], body: bytes) -> Event:
     stats = parse_job_stats(body)
     if type(cmd) is StatsJob and stats.id != cmd.id:
@@ -490,7 +497,12 @@ class Connection:
             self._deferred = exc
         if ready:
             return ready.popleft()
-        return self._no_event()
+        try:
+            return self._no_event()
+        except RemoteProtocolError as exc:
+            self._state = State.BROKEN
+            self._closed_by = exc
+            raise
 
     def _parse(self) -> None:
         # Turns every complete reply in the buffer into an event, in one loop
@@ -531,8 +543,7 @@ class Connection:
                         break
                     return
                 if i + 2 - pos > max_line:
-                    buffer.pos = pos
-                    buffer.need_line()  # raises: the line is over the limit
+                    buffer.line_too_long()
                 parts = buf[pos:i].split(b" ")
                 if not pending:
                     raise RemoteProtocolError(
@@ -555,6 +566,8 @@ class Connection:
                     start = i + 2
                     end = start + size
                     if end + 2 > len(buf):
+                        # Check the header now, not after up to max_body_size bytes.
+                        _check_job_header(cmd, parts)
                         buffer.pos = buffer.scan = start
                         buffer.start_body(size)
                         self._partial = (spec, parts)

@@ -1,0 +1,1202 @@
+"""Bytes to events: the reply matrix (every command x every reply word x arity x body),
+reply semantics, EOF, the state the connection tracks, pipelining, chunking
+independence (hypothesis), limits, and linear cost measured by counting work."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import beanproto as bp
+
+Outcome = tuple[list[Any], bool]  # (events, ended in RemoteProtocolError)
+
+# -- payloads --------------------------------------------------------------------------------
+
+# Every key of a 1.12 `stats` (protocol-notes §7.2), each int a different value.
+_SERVER_INT_KEYS = [
+    "current-jobs-urgent",
+    "current-jobs-ready",
+    "current-jobs-reserved",
+    "current-jobs-delayed",
+    "current-jobs-buried",
+    "cmd-put",
+    "cmd-peek",
+    "cmd-peek-ready",
+    "cmd-peek-delayed",
+    "cmd-peek-buried",
+    "cmd-reserve",
+    "cmd-reserve-with-timeout",
+    "cmd-delete",
+    "cmd-release",
+    "cmd-use",
+    "cmd-watch",
+    "cmd-ignore",
+    "cmd-bury",
+    "cmd-kick",
+    "cmd-touch",
+    "cmd-stats",
+    "cmd-stats-job",
+    "cmd-stats-tube",
+    "cmd-list-tubes",
+    "cmd-list-tube-used",
+    "cmd-list-tubes-watched",
+    "cmd-pause-tube",
+    "job-timeouts",
+    "total-jobs",
+    "max-job-size",
+    "current-tubes",
+    "current-connections",
+    "current-producers",
+    "current-workers",
+    "current-waiting",
+    "total-connections",
+    "pid",
+    "uptime",
+    "binlog-oldest-index",
+    "binlog-current-index",
+    "binlog-records-migrated",
+    "binlog-records-written",
+    "binlog-max-size",
+]
+_OS = "#1 SMP PREEMPT_DYNAMIC Thu Jan  4 12:34:56 UTC 2024"
+_SERVER_OTHER: list[tuple[str, str, object]] = [
+    ("version", '"1.12"', "1.12"),
+    ("rusage-utime", "0.012345", 0.012345),
+    ("rusage-stime", "1.500000", 1.5),
+    ("draining", "false", False),
+    ("id", "60e4a9b06183338e", "60e4a9b06183338e"),
+    ("hostname", "vm", "vm"),
+    ("os", _OS, _OS),  # a comment sign and colons: a general YAML loader trips on both
+    ("platform", "x86_64", "x86_64"),
+]
+
+
+def _attr(key: str) -> str:
+    return key.replace("-", "_")
+
+
+def _payload(items: Iterable[tuple[str, str]]) -> bytes:
+    return ("---\n" + "".join(f"{k}: {v}\n" for k, v in items)).encode()
+
+
+SERVER_PAYLOAD = _payload(
+    [(k, str(i + 1)) for i, k in enumerate(_SERVER_INT_KEYS)]
+    + [(k, text) for k, text, _ in _SERVER_OTHER]
+)
+SERVER_STATS = bp.ServerStats(
+    **{_attr(k): i + 1 for i, k in enumerate(_SERVER_INT_KEYS)},
+    **{_attr(k): value for k, _, value in _SERVER_OTHER},
+)
+assert len(SERVER_PAYLOAD.splitlines()) == 1 + 51
+
+_JOB_ITEMS = [
+    ("id", "7", 7),
+    ("tube", "t", "t"),
+    ("state", "reserved", "reserved"),
+    ("pri", "4294967295", 2**32 - 1),
+    ("age", "12", 12),
+    ("delay", "3", 3),
+    ("ttr", "60", 60),
+    ("time-left", "59", 59),
+    ("file", "0", 0),
+    ("reserves", "2", 2),
+    ("timeouts", "1", 1),
+    ("releases", "4", 4),
+    ("buries", "5", 5),
+    ("kicks", "6", 6),
+]
+JOB_PAYLOAD = _payload((k, text) for k, text, _ in _JOB_ITEMS)
+JOB_STATS = bp.JobStats(**{_attr(k): value for k, _, value in _JOB_ITEMS})
+
+_TUBE_ITEMS = [
+    ("name", "t"),
+    ("current-jobs-urgent", "1"),
+    ("current-jobs-ready", "2"),
+    ("current-jobs-reserved", "3"),
+    ("current-jobs-delayed", "4"),
+    ("current-jobs-buried", "5"),
+    ("total-jobs", "6"),
+    ("current-using", "7"),
+    ("current-watching", "8"),
+    ("current-waiting", "9"),
+    ("cmd-delete", "10"),
+    ("cmd-pause-tube", "11"),
+    ("pause", "100"),
+    ("pause-time-left", "99"),
+]
+TUBE_PAYLOAD = _payload(_TUBE_ITEMS)
+TUBE_STATS = bp.TubeStats(
+    **{_attr(k): (v if k == "name" else int(v)) for k, v in _TUBE_ITEMS}  # type: ignore[arg-type]
+)
+
+LIST_PAYLOAD = b"---\n- default\n- t\n- 1.0\n"
+TUBE_LIST = bp.TubeList(("default", "t", "1.0"))
+
+JOB_BODY = b"a\r\n\x00b\xff\r"  # 7 bytes: CRLF, NUL and non-ASCII inside a body
+assert len(JOB_BODY) == 7
+
+# -- the reply matrix ------------------------------------------------------------------------
+
+WORDS = [
+    "INSERTED",
+    "BURIED",
+    "USING",
+    "RESERVED",
+    "FOUND",
+    "OK",
+    "DEADLINE_SOON",
+    "TIMED_OUT",
+    "DELETED",
+    "RELEASED",
+    "TOUCHED",
+    "KICKED",
+    "WATCHING",
+    "PAUSED",
+    "NOT_FOUND",
+    "NOT_IGNORED",
+    "EXPECTED_CRLF",
+    "JOB_TOO_BIG",
+    "DRAINING",
+    "BAD_FORMAT",
+    "UNKNOWN_COMMAND",
+    "OUT_OF_MEMORY",
+    "INTERNAL_ERROR",
+]
+
+SAMPLES: dict[type[bp.Command], bp.Command] = {
+    bp.Put: bp.Put(b"x"),
+    bp.Use: bp.Use("t"),
+    bp.Reserve: bp.Reserve(),
+    bp.ReserveWithTimeout: bp.ReserveWithTimeout(5),
+    bp.ReserveJob: bp.ReserveJob(7),
+    bp.Delete: bp.Delete(7),
+    bp.Release: bp.Release(7),
+    bp.Bury: bp.Bury(7),
+    bp.Touch: bp.Touch(7),
+    bp.Watch: bp.Watch("t"),
+    bp.Ignore: bp.Ignore("t"),
+    bp.Peek: bp.Peek(7),
+    bp.PeekReady: bp.PeekReady(),
+    bp.PeekDelayed: bp.PeekDelayed(),
+    bp.PeekBuried: bp.PeekBuried(),
+    bp.Kick: bp.Kick(3),
+    bp.KickJob: bp.KickJob(7),
+    bp.StatsJob: bp.StatsJob(7),
+    bp.StatsTube: bp.StatsTube("t"),
+    bp.Stats: bp.Stats(),
+    bp.ListTubes: bp.ListTubes(),
+    bp.ListTubeUsed: bp.ListTubeUsed(),
+    bp.ListTubesWatched: bp.ListTubesWatched(),
+    bp.PauseTube: bp.PauseTube("t", 5),
+    bp.Quit: bp.Quit(),
+}
+
+Key = tuple[str, int, bool]  # (reply word, arguments on the line, a body follows)
+GENERAL: dict[Key, Any] = {
+    ("BAD_FORMAT", 0, False): bp.BadFormat(),
+    ("UNKNOWN_COMMAND", 0, False): bp.UnknownCommand(),
+    ("OUT_OF_MEMORY", 0, False): bp.OutOfMemory(),
+    ("INTERNAL_ERROR", 0, False): bp.InternalError(),
+}
+NOT_FOUND: dict[Key, Any] = {("NOT_FOUND", 0, False): bp.NotFound()}
+RESERVE_ROW: dict[Key, Any] = {
+    ("RESERVED", 2, True): bp.Reserved(7, JOB_BODY),
+    ("DEADLINE_SOON", 0, False): bp.DeadlineSoon(),
+    ("TIMED_OUT", 0, False): bp.TimedOut(),
+}
+FOUND_ROW: dict[Key, Any] = {("FOUND", 2, True): bp.Found(7, JOB_BODY), **NOT_FOUND}
+
+# Written from protocol-notes §2-§3, for the sample command of each type above.
+EXPECTED: dict[type[bp.Command], dict[Key, Any]] = {
+    bp.Put: {
+        ("INSERTED", 1, False): bp.Inserted(7),
+        ("BURIED", 1, False): bp.Buried(7),
+        ("EXPECTED_CRLF", 0, False): bp.ExpectedCrlf(),
+        ("JOB_TOO_BIG", 0, False): bp.JobTooBig(),
+        ("DRAINING", 0, False): bp.Draining(),
+    },
+    bp.Use: {("USING", 1, False): bp.Using("t")},
+    bp.Reserve: RESERVE_ROW,
+    bp.ReserveWithTimeout: RESERVE_ROW,
+    bp.ReserveJob: {("RESERVED", 2, True): bp.Reserved(7, JOB_BODY), **NOT_FOUND},
+    bp.Delete: {("DELETED", 0, False): bp.Deleted(), **NOT_FOUND},
+    bp.Release: {
+        ("RELEASED", 0, False): bp.Released(),
+        ("BURIED", 0, False): bp.Buried(None),
+        **NOT_FOUND,
+    },
+    bp.Bury: {("BURIED", 0, False): bp.Buried(None), **NOT_FOUND},
+    bp.Touch: {("TOUCHED", 0, False): bp.Touched(), **NOT_FOUND},
+    bp.Watch: {("WATCHING", 1, False): bp.Watching(7)},
+    bp.Ignore: {("WATCHING", 1, False): bp.Watching(7), ("NOT_IGNORED", 0, False): bp.NotIgnored()},
+    bp.Peek: FOUND_ROW,
+    bp.PeekReady: FOUND_ROW,
+    bp.PeekDelayed: FOUND_ROW,
+    bp.PeekBuried: FOUND_ROW,
+    bp.Kick: {("KICKED", 1, False): bp.Kicked(7)},
+    bp.KickJob: {("KICKED", 0, False): bp.Kicked(None), **NOT_FOUND},
+    bp.StatsJob: {("OK", 1, True): JOB_STATS, **NOT_FOUND},
+    bp.StatsTube: {("OK", 1, True): TUBE_STATS, **NOT_FOUND},
+    bp.Stats: {("OK", 1, True): SERVER_STATS},
+    bp.ListTubes: {("OK", 1, True): TUBE_LIST},
+    bp.ListTubeUsed: {("USING", 1, False): bp.Using("t")},
+    bp.ListTubesWatched: {("OK", 1, True): TUBE_LIST},
+    bp.PauseTube: {("PAUSED", 0, False): bp.Paused(), **NOT_FOUND},
+}
+for _kind, _row in EXPECTED.items():
+    _row.update(GENERAL)
+EXPECTED[bp.Quit] = {}
+
+OK_PAYLOADS: dict[type[bp.Command], bytes] = {
+    bp.StatsJob: JOB_PAYLOAD,
+    bp.StatsTube: TUBE_PAYLOAD,
+    bp.Stats: SERVER_PAYLOAD,
+}
+
+
+def reply_for(kind: type[bp.Command], word: str, arity: int, with_body: bool) -> bytes:
+    """A reply of `word` with `arity` arguments, followed by a body chunk if asked."""
+    body = OK_PAYLOADS.get(kind, LIST_PAYLOAD) if word == "OK" else JOB_BODY
+    if arity == 0:
+        args: list[str] = []
+    elif arity == 1:
+        args = ["t" if word == "USING" else str(len(body)) if word == "OK" else "7"]
+    else:
+        args = ["7", str(len(body))]
+    line = " ".join([word, *args]).encode() + b"\r\n"
+    return line + body + b"\r\n" if with_body else line
+
+
+def drain(conn: bp.Connection) -> Outcome:
+    """Every event until NEED_DATA or ConnectionClosed; whether a RemoteProtocolError ended it."""
+    events: list[Any] = []
+    while True:
+        try:
+            event = conn.next_event()
+        except bp.RemoteProtocolError:
+            return events, True
+        if event is bp.NEED_DATA:
+            return events, False
+        events.append(event)
+        if type(event) is bp.ConnectionClosed:
+            return events, False
+
+
+def broken_problem(conn: bp.Connection) -> str | None:
+    """What is wrong with a connection that should be broken for good, if anything."""
+    if conn.state is not bp.State.BROKEN:
+        return f"state is {conn.state}, not BROKEN"
+    try:
+        conn.send(bp.Stats())
+    except bp.LocalProtocolError:
+        pass
+    else:
+        return "send() still works"
+    for _ in range(2):
+        try:
+            event = conn.next_event()
+        except bp.ProtocolError:
+            pass
+        else:
+            return f"next_event() returned {event!r}"
+    return None
+
+
+def assert_broken(conn: bp.Connection) -> None:
+    problem = broken_problem(conn)
+    assert problem is None, problem
+
+
+def test_expected_table_matches_replies() -> None:
+    assert set(EXPECTED) == set(bp.REPLIES) == set(SAMPLES)
+    for kind, row in bp.REPLIES.items():
+        actual = {(word.decode(), spec[0], spec[1]) for word, spec in row.items()}
+        assert actual == set(EXPECTED[kind]), kind.__name__
+        assert all(type(SAMPLES[kind]) is kind for kind in SAMPLES)
+
+
+@pytest.mark.parametrize("kind", list(bp.REPLIES), ids=lambda k: k.__name__)
+def test_reply_matrix(kind: type[bp.Command]) -> None:
+    words = sorted(set(WORDS) | {w.decode() for row in bp.REPLIES.values() for w in row})
+    assert len(words) == len(WORDS)
+    failures = []
+    checked = 0
+    for word in words:
+        for arity in (0, 1, 2):
+            for with_body in (False, True):
+                data = reply_for(kind, word, arity, with_body)
+                conn = bp.Connection()
+                conn.send(SAMPLES[kind])
+                if kind is bp.Quit:
+                    assert conn.state is bp.State.QUIT_SENT
+                conn.receive_data(data)
+                conn.receive_data(b"")
+                row = EXPECTED[kind]
+                if (word, arity, with_body) in row:
+                    expected: Outcome = (
+                        [row[word, arity, with_body], bp.ConnectionClosed()],
+                        False,
+                    )
+                elif with_body and (word, arity, False) in row:
+                    # the line is a whole reply; the chunk after it is unsolicited
+                    expected = ([row[word, arity, False]], True)
+                else:
+                    expected = ([], True)
+                try:
+                    outcome = drain(conn)
+                except Exception as exc:
+                    failures.append(f"{data[:40]!r}: raised {exc!r}")
+                    continue
+                if outcome != expected:
+                    failures.append(f"{data[:40]!r}: got {outcome}, expected {expected}")
+                    continue
+                if expected[1]:
+                    problem = broken_problem(conn)
+                else:
+                    problem = None if conn.state is bp.State.CLOSED else f"state {conn.state}"
+                    if conn.next_event() != bp.ConnectionClosed():
+                        problem = "closed, but next_event() is not ConnectionClosed()"
+                if problem:
+                    failures.append(f"{data[:40]!r}: {problem}")
+                    continue
+                checked += 1
+    assert not failures, "\n".join(failures)
+    assert checked == len(words) * 6
+
+
+# -- reply semantics -------------------------------------------------------------------------
+
+
+def outcome_of(commands: Sequence[bp.Command], data: bytes, eof: bool = False) -> Outcome:
+    conn = bp.Connection()
+    for cmd in commands:
+        conn.send(cmd)
+    conn.receive_data(data)
+    if eof:
+        conn.receive_data(b"")
+    return drain(conn)
+
+
+def test_buried_carries_an_id_only_after_put() -> None:
+    assert outcome_of([bp.Put(b"x")], b"BURIED 9\r\n") == ([bp.Buried(9)], False)
+    assert outcome_of([bp.Bury(9)], b"BURIED\r\n") == ([bp.Buried(None)], False)
+    assert outcome_of([bp.Release(9)], b"BURIED\r\n") == ([bp.Buried(None)], False)
+    assert outcome_of([bp.Put(b"x")], b"BURIED\r\n") == ([], True)
+    assert outcome_of([bp.Bury(9)], b"BURIED 9\r\n") == ([], True)
+    assert outcome_of([bp.Release(9)], b"BURIED 9\r\n") == ([], True)
+
+
+def test_kicked_carries_a_count_only_after_kick() -> None:
+    assert outcome_of([bp.Kick(5)], b"KICKED 3\r\n") == ([bp.Kicked(3)], False)
+    assert outcome_of([bp.Kick(5)], b"KICKED 0\r\n") == ([bp.Kicked(0)], False)
+    assert outcome_of([bp.KickJob(5)], b"KICKED\r\n") == ([bp.Kicked(None)], False)
+    assert outcome_of([bp.Kick(5)], b"KICKED\r\n") == ([], True)
+    assert outcome_of([bp.KickJob(5)], b"KICKED 1\r\n") == ([], True)
+
+
+def test_using_must_echo_the_used_tube() -> None:
+    assert outcome_of([bp.Use("a")], b"USING a\r\n") == ([bp.Using("a")], False)
+    for reply in (b"USING b\r\n", b"USING A\r\n", b"USING a \r\n", b"USING \r\n", b"USING\r\n"):
+        assert outcome_of([bp.Use("a")], reply) == ([], True), reply
+    assert outcome_of([bp.ListTubeUsed()], b"USING b\r\n") == ([bp.Using("b")], False)
+    for reply in (b"USING -x\r\n", b"USING a b\r\n", "USING é\r\n".encode(), b"USING a:b\r\n"):
+        assert outcome_of([bp.ListTubeUsed()], reply) == ([], True), reply
+
+
+def test_found_id_must_match_peek() -> None:
+    assert outcome_of([bp.Peek(7)], b"FOUND 7 1\r\nx\r\n") == ([bp.Found(7, b"x")], False)
+    assert outcome_of([bp.Peek(7)], b"FOUND 8 1\r\nx\r\n") == ([], True)
+    assert outcome_of([bp.PeekReady()], b"FOUND 8 1\r\nx\r\n") == ([bp.Found(8, b"x")], False)
+
+
+def test_reserved_id_must_match_reserve_job() -> None:
+    ok = ([bp.Reserved(7, b"x")], False)
+    assert outcome_of([bp.ReserveJob(7)], b"RESERVED 7 1\r\nx\r\n") == ok
+    assert outcome_of([bp.ReserveJob(7)], b"RESERVED 8 1\r\nx\r\n") == ([], True)
+    assert outcome_of([bp.Reserve()], b"RESERVED 8 1\r\nx\r\n") == ([bp.Reserved(8, b"x")], False)
+
+
+def test_stats_job_must_describe_the_job_asked_for() -> None:
+    data = b"OK %d\r\n%b\r\n" % (len(JOB_PAYLOAD), JOB_PAYLOAD)
+    assert outcome_of([bp.StatsJob(7)], data) == ([JOB_STATS], False)
+    assert outcome_of([bp.StatsJob(8)], data) == ([], True)
+
+
+BAD_NUMBERS = [
+    b"+5",
+    b"-5",
+    b" 5",
+    b"5 ",
+    b"",
+    b"5x",
+    b"0x5",
+    b"1_0",
+    b"5.0",
+    b"1e3",
+    "\uff15".encode(),  # fullwidth digit five
+    "\u0663".encode(),  # Arabic-Indic digit three
+    b"\xb2",  # superscript two in latin-1
+    b"18446744073709551616",
+    b"99999999999999999999",
+    b"1" * 30,
+]
+
+
+@pytest.mark.parametrize("token", BAD_NUMBERS)
+def test_malformed_numbers_refused(token: bytes) -> None:
+    for cmd, line in [
+        (bp.Put(b"x"), b"INSERTED %b\r\n"),
+        (bp.Put(b"x"), b"BURIED %b\r\n"),
+        (bp.Kick(1), b"KICKED %b\r\n"),
+        (bp.Watch("t"), b"WATCHING %b\r\n"),
+        (bp.Reserve(), b"RESERVED %b 1\r\nx\r\n"),
+        (bp.Reserve(), b"RESERVED 1 %b\r\nx\r\n"),
+        (bp.PeekReady(), b"FOUND %b 1\r\nx\r\n"),
+        (bp.ListTubes(), b"OK %b\r\n---\n\r\n"),
+    ]:
+        assert outcome_of([cmd], line % token, eof=True) == ([], True), line % token
+
+
+def test_largest_numbers_accepted() -> None:
+    big = 2**64 - 1
+    assert outcome_of([bp.Put(b"x")], b"INSERTED %d\r\n" % big) == ([bp.Inserted(big)], False)
+    data = b"RESERVED %d 0\r\n\r\n" % big
+    assert outcome_of([bp.Reserve()], data) == ([bp.Reserved(big, b"")], False)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"RESERVED 7 3\r\nabcXY",
+        b"RESERVED 7 3\r\nabc\n\r",
+        b"RESERVED 7 3\r\nabc\r\r\n",
+        b"RESERVED 7 3\r\nabcd\r\n",
+        b"RESERVED 7 3\r\nab\r\nXY",
+        b"RESERVED 7 0\r\nX\r\n",
+    ],
+)
+def test_body_not_followed_by_crlf_refused(data: bytes) -> None:
+    assert outcome_of([bp.Reserve(), bp.Reserve()], data) == ([], True)
+    assert_outcome_same_byte_by_byte([bp.Reserve(), bp.Reserve()], data)
+
+
+def test_body_size_over_limit_refused_at_the_header() -> None:
+    conn = bp.Connection(max_body_size=10)
+    assert conn.max_body_size == 10
+    conn.send(bp.Reserve())
+    conn.send(bp.Reserve())
+    conn.receive_data(b"RESERVED 1 10\r\n0123456789\r\n")
+    assert conn.next_event() == bp.Reserved(1, b"0123456789")
+    conn.receive_data(b"RESERVED 2 11\r\n")  # no body byte yet
+    with pytest.raises(bp.RemoteProtocolError):
+        conn.next_event()
+    assert_broken(conn)
+    for cmd in (bp.Stats(), bp.ListTubes(), bp.Peek(1)):
+        conn = bp.Connection(max_body_size=0)
+        conn.send(cmd)
+        conn.receive_data(b"FOUND 1 1\r\n" if type(cmd) is bp.Peek else b"OK 1\r\n")
+        with pytest.raises(bp.RemoteProtocolError):
+            conn.next_event()
+
+
+def test_unexpected_body_reply_refused_at_its_line() -> None:
+    # A reply word the pending command cannot get is refused when its line arrives,
+    # not after buffering the body it announces (up to max_body_size, 1 GiB by default).
+    for cmd, line in [
+        (bp.Put(b"x"), b"RESERVED 1 1000000\r\n"),
+        (bp.Delete(1), b"OK 1000000\r\n"),
+        (bp.Stats(), b"FOUND 1 1000000\r\n"),
+        (bp.Put(b"x"), b"OK 1000000\r\nxyz"),
+        (bp.Peek(1), b"RESERVED 1 1000000\r\n"),
+    ]:
+        conn = bp.Connection()
+        conn.send(cmd)
+        conn.receive_data(line)
+        with pytest.raises(bp.RemoteProtocolError):
+            conn.next_event()
+        assert conn.state is bp.State.BROKEN
+
+
+def test_mismatched_id_refused_at_its_line() -> None:
+    # The id on a FOUND/RESERVED line is known to be wrong before the body arrives.
+    for cmd, line in [
+        (bp.Peek(1), b"FOUND 2 1000000\r\n"),
+        (bp.ReserveJob(1), b"RESERVED 2 1000000\r\n"),
+        (bp.Peek(1), b"FOUND x 1000000\r\n"),
+        (bp.Reserve(), b"RESERVED +1 1000000\r\n"),
+    ]:
+        conn = bp.Connection()
+        conn.send(cmd)
+        conn.receive_data(line)
+        with pytest.raises(bp.RemoteProtocolError):
+            conn.next_event()
+        assert conn.state is bp.State.BROKEN
+
+
+def test_line_limit_applies_without_crlf() -> None:
+    conn = bp.Connection()
+    assert conn.max_line_size == 224
+    conn.send(bp.ListTubeUsed())
+    conn.receive_data(b"USING " + b"a" * 200)  # 206 bytes, may still end well
+    assert conn.next_event() is bp.NEED_DATA
+    conn.receive_data(b"a" * 100)  # no CRLF, and already longer than 224
+    with pytest.raises(bp.RemoteProtocolError):
+        conn.next_event()
+    assert_broken(conn)
+    # the same bytes are fine under a larger limit
+    conn = bp.Connection(max_line_size=1000)
+    conn.send(bp.ListTubeUsed())
+    conn.receive_data(b"USING " + b"a" * 300)
+    assert conn.next_event() is bp.NEED_DATA
+    # and the longest legal reply line passes the default limit
+    tube = "b" * 200
+    assert outcome_of([bp.Use(tube)], b"USING %b\r\n" % tube.encode()) == ([bp.Using(tube)], False)
+
+
+def test_limits_are_validated() -> None:
+    with pytest.raises(bp.InvalidArgument):
+        bp.Connection(max_line_size=223)
+    with pytest.raises(bp.InvalidArgument):
+        bp.Connection(max_body_size=-1)
+    with pytest.raises(TypeError):
+        bp.Connection(max_line_size=300.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        bp.Connection(max_body_size=True)
+    assert bp.Connection(max_body_size=0).max_body_size == 0
+
+
+@pytest.mark.parametrize("data", [b"I", b"INSERTED 1\r\n", b"\r\n", b"OK 5\r\n"])
+def test_unsolicited_bytes_refused(data: bytes) -> None:
+    conn = bp.Connection()
+    conn.receive_data(data)
+    with pytest.raises(bp.RemoteProtocolError):
+        conn.next_event()
+    assert_broken(conn)
+    # also after every owed reply was read
+    conn = bp.Connection()
+    conn.send(bp.Delete(1))
+    conn.receive_data(b"DELETED\r\n" + data)
+    assert drain(conn) == ([bp.Deleted()], True)
+
+
+@pytest.mark.parametrize("data", [b"x", b"USING default\r\n", b"\r\n", b"OK 5\r\n"])
+def test_bytes_after_quit_refused(data: bytes) -> None:
+    conn = bp.Connection()
+    conn.send(bp.ListTubeUsed())
+    conn.send(bp.Quit())
+    assert conn.state is bp.State.QUIT_SENT
+    conn.receive_data(b"USING default\r\n" + data)
+    assert drain(conn) == ([bp.Using("default")], True)
+    assert_broken(conn)
+
+
+# -- EOF --------------------------------------------------------------------------------------
+
+
+def test_eof_with_nothing_owed_closes() -> None:
+    conn = bp.Connection()
+    assert conn.next_event() is bp.NEED_DATA
+    conn.receive_data(b"")
+    assert conn.next_event() == bp.ConnectionClosed()
+    assert conn.state is bp.State.CLOSED
+    assert conn.next_event() == bp.ConnectionClosed()
+    conn.receive_data(b"")  # a second EOF is harmless
+    assert conn.next_event() == bp.ConnectionClosed()
+    with pytest.raises(bp.LocalProtocolError):
+        conn.receive_data(b"x")
+    with pytest.raises(bp.LocalProtocolError):
+        conn.send(bp.Stats())
+
+
+def test_eof_after_quit_closes() -> None:
+    conn = bp.Connection()
+    assert conn.send(bp.Quit()) == b"quit\r\n"
+    with pytest.raises(bp.LocalProtocolError):
+        conn.send(bp.Stats())
+    assert conn.next_event() is bp.NEED_DATA
+    conn.receive_data(b"")
+    assert conn.next_event() == bp.ConnectionClosed()
+    assert conn.state is bp.State.CLOSED
+    assert conn.pending == ()
+
+
+def test_eof_after_replies_and_quit() -> None:
+    conn = bp.Connection()
+    conn.send(bp.Put(b"x"))
+    conn.send(bp.Quit())
+    conn.receive_data(b"INSERTED 1\r\n")
+    conn.receive_data(b"")
+    assert drain(conn) == ([bp.Inserted(1), bp.ConnectionClosed()], False)
+
+
+@pytest.mark.parametrize(
+    ("commands", "data"),
+    [
+        ([bp.Stats()], b""),
+        ([bp.Reserve()], b""),
+        ([bp.Put(b"x"), bp.Quit()], b""),
+        ([bp.Put(b"x"), bp.Put(b"y")], b"INSERTED 1\r\n"),
+        ([bp.Put(b"x")], b"INSERTED 1"),
+        ([bp.Put(b"x")], b"INSERTED 1\r"),
+        ([bp.Reserve()], b"RESERVED 1 5\r\n"),
+        ([bp.Reserve()], b"RESERVED 1 5\r\nab"),
+        ([bp.Reserve()], b"RESERVED 1 5\r\nabcde"),
+        ([bp.Reserve()], b"RESERVED 1 5\r\nabcde\r"),
+    ],
+)
+def test_eof_while_a_reply_is_owed_or_incomplete(commands: list[bp.Command], data: bytes) -> None:
+    conn = bp.Connection()
+    for cmd in commands:
+        conn.send(cmd)
+    if data:
+        conn.receive_data(data)
+    before = drain(conn)[0]
+    conn.receive_data(b"")
+    with pytest.raises(bp.RemoteProtocolError):
+        conn.next_event()
+    assert_broken(conn)
+    assert before == ([bp.Inserted(1)] if data == b"INSERTED 1\r\n" else [])
+
+
+def test_complete_replies_before_eof_come_first() -> None:
+    conn = bp.Connection()
+    conn.send(bp.Put(b"x"))
+    conn.send(bp.Reserve())
+    conn.send(bp.Stats())
+    conn.receive_data(b"INSERTED 1\r\nRESERVED 1 1\r\nx\r\nOK 5\r\n---\n")
+    conn.receive_data(b"")
+    assert conn.next_event() == bp.Inserted(1)
+    assert conn.next_event() == bp.Reserved(1, b"x")
+    with pytest.raises(bp.RemoteProtocolError):
+        conn.next_event()
+
+
+def test_receive_data_after_eof_is_local_error() -> None:
+    conn = bp.Connection()
+    conn.send(bp.Put(b"x"))
+    conn.receive_data(b"INSERTED 1\r\n")
+    conn.receive_data(b"")
+    with pytest.raises(bp.LocalProtocolError):
+        conn.receive_data(b"x")
+    assert drain(conn) == ([bp.Inserted(1), bp.ConnectionClosed()], False)
+
+
+# -- connection state ------------------------------------------------------------------------
+
+
+def feed(conn: bp.Connection, data: bytes) -> list[Any]:
+    conn.receive_data(data)
+    events, failed = drain(conn)
+    assert not failed
+    return events
+
+
+def test_used_tube_changes_only_on_using() -> None:
+    conn = bp.Connection()
+    assert conn.used_tube == "default"
+    conn.send(bp.Use("a"))
+    assert conn.used_tube == "default"
+    assert feed(conn, b"USING a\r\n") == [bp.Using("a")]
+    assert conn.used_tube == "a"
+    conn.send(bp.Use("b"))
+    assert feed(conn, b"BAD_FORMAT\r\n") == [bp.BadFormat()]
+    assert conn.used_tube == "a"
+    conn.send(bp.ListTubeUsed())
+    assert feed(conn, b"USING c\r\n") == [bp.Using("c")]
+    assert conn.used_tube == "c"
+
+
+def test_watched_tubes_change_only_on_replies() -> None:
+    conn = bp.Connection()
+    assert conn.watched_tubes == ("default",)
+    conn.send(bp.Watch("a"))
+    assert conn.watched_tubes == ("default",)
+    assert feed(conn, b"WATCHING 2\r\n") == [bp.Watching(2)]
+    assert conn.watched_tubes == ("default", "a")
+    conn.send(bp.Watch("b"))
+    assert feed(conn, b"OUT_OF_MEMORY\r\n") == [bp.OutOfMemory()]
+    assert conn.watched_tubes == ("default", "a")
+    conn.send(bp.Watch("a"))  # already watched: same count, no duplicate
+    assert feed(conn, b"WATCHING 2\r\n") == [bp.Watching(2)]
+    assert conn.watched_tubes == ("default", "a")
+    conn.send(bp.Ignore("default"))
+    assert feed(conn, b"WATCHING 1\r\n") == [bp.Watching(1)]
+    assert conn.watched_tubes == ("a",)
+    conn.send(bp.Ignore("a"))
+    assert feed(conn, b"NOT_IGNORED\r\n") == [bp.NotIgnored()]
+    assert conn.watched_tubes == ("a",)
+    conn.send(bp.Ignore("zzz"))  # not watched: the server says the count, nothing changes
+    assert feed(conn, b"WATCHING 1\r\n") == [bp.Watching(1)]
+    assert conn.watched_tubes == ("a",)
+    conn.send(bp.ListTubesWatched())
+    assert feed(conn, b"OK 14\r\n---\n- x\n- y.z\n\r\n") == [bp.TubeList(("x", "y.z"))]
+    assert conn.watched_tubes == ("x", "y.z")
+    conn.send(bp.ListTubes())  # the list of all tubes is not the watch list
+    assert feed(conn, b"OK 8\r\n---\n- q\n\r\n") == [bp.TubeList(("q",))]
+    assert conn.watched_tubes == ("x", "y.z")
+
+
+@pytest.mark.parametrize("word", [b"BAD_FORMAT", b"UNKNOWN_COMMAND", b"OUT_OF_MEMORY"])
+def test_refused_list_tubes_watched_keeps_watch_list(word: bytes) -> None:
+    conn = bp.Connection()
+    conn.send(bp.ListTubesWatched())
+    assert feed(conn, word + b"\r\n") == [EXPECTED[bp.Stats][word.decode(), 0, False]]
+    assert conn.watched_tubes == ("default",)
+
+
+def test_reserve_waiting() -> None:
+    conn = bp.Connection()
+    assert not conn.reserve_waiting
+    conn.send(bp.ReserveWithTimeout(0))
+    assert not conn.reserve_waiting
+    assert feed(conn, b"TIMED_OUT\r\n") == [bp.TimedOut()]
+    conn.send(bp.Reserve())
+    assert conn.reserve_waiting
+    assert feed(conn, b"RESERVED 1 0\r\n\r\n") == [bp.Reserved(1, b"")]
+    assert not conn.reserve_waiting
+    conn.send(bp.ReserveWithTimeout(5))
+    assert conn.reserve_waiting
+    conn.receive_data(b"DEADLINE_SOO")
+    assert conn.next_event() is bp.NEED_DATA
+    assert conn.reserve_waiting
+    assert feed(conn, b"N\r\n") == [bp.DeadlineSoon()]
+    assert not conn.reserve_waiting
+    conn.send(bp.Reserve())
+    conn.send(bp.ReserveWithTimeout(1))
+    assert feed(conn, b"TIMED_OUT\r\n") == [bp.TimedOut()]
+    assert conn.reserve_waiting
+    assert feed(conn, b"BAD_FORMAT\r\n") == [bp.BadFormat()]
+    assert not conn.reserve_waiting
+    conn.send(bp.ReserveJob(3))
+    assert not conn.reserve_waiting
+    assert feed(conn, b"NOT_FOUND\r\n") == [bp.NotFound()]
+    conn.send(bp.Reserve())
+    conn.send(bp.Stats())  # queued behind the reserve: the reserve is what waits
+    assert conn.reserve_waiting
+    assert feed(conn, b"RESERVED 2 1\r\nx\r\n") == [bp.Reserved(2, b"x")]
+    assert not conn.reserve_waiting
+    assert conn.pending == (bp.Stats(),)
+
+
+def test_pending_is_fifo() -> None:
+    conn = bp.Connection()
+    cmds = [bp.Put(b"a"), bp.Use("x"), bp.Reserve(), bp.Delete(1), bp.Stats()]
+    for cmd in cmds:
+        conn.send(cmd)
+    assert conn.pending == tuple(cmds)
+    assert feed(conn, b"INSERTED 1\r\nUSING x\r\n") == [bp.Inserted(1), bp.Using("x")]
+    assert conn.pending == tuple(cmds[2:])
+    assert feed(conn, b"RESERVED 1 1\r\na\r\nNOT_FOUND\r\n") == [
+        bp.Reserved(1, b"a"),
+        bp.NotFound(),
+    ]
+    assert conn.pending == (bp.Stats(),)
+    assert conn.buffered == 0
+    conn.receive_data(b"OK 9")
+    assert conn.next_event() is bp.NEED_DATA
+    assert conn.buffered == 4
+
+
+def test_send_failed_breaks_the_connection() -> None:
+    conn = bp.Connection()
+    conn.send(bp.Put(b"x"))
+    conn.send_failed()
+    assert conn.state is bp.State.BROKEN
+    with pytest.raises(bp.LocalProtocolError):
+        conn.send(bp.Stats())
+    with pytest.raises(bp.LocalProtocolError):
+        conn.next_event()
+
+
+def test_send_after_quit_and_non_commands() -> None:
+    conn = bp.Connection()
+    with pytest.raises(TypeError):
+        conn.send("junk")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        conn.send(b"stats\r\n")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        conn.send(None)  # type: ignore[arg-type]
+    assert conn.pending == ()
+    conn.send(bp.Quit())
+    for cmd in (bp.Stats(), bp.Quit(), bp.Put(b"x")):
+        with pytest.raises(bp.LocalProtocolError):
+            conn.send(cmd)
+    assert conn.pending == (bp.Quit(),)
+
+
+def test_error_breaks_the_connection_for_good() -> None:
+    conn = bp.Connection()
+    conn.send(bp.Put(b"x"))
+    conn.receive_data(b"DELETED\r\n")
+    with pytest.raises(bp.RemoteProtocolError):
+        conn.next_event()
+    assert_broken(conn)
+    conn.receive_data(b"INSERTED 1\r\n")  # ignored or refused, never an event
+    with pytest.raises(bp.ProtocolError):
+        conn.next_event()
+
+
+# -- pipelining and the reply pool ------------------------------------------------------------
+
+Triple = tuple[bp.Command, bytes, Any]
+
+
+def _fixed_pool() -> list[Triple]:
+    stats = b"OK %d\r\n%b\r\n" % (len(SERVER_PAYLOAD), SERVER_PAYLOAD)
+    return [
+        (bp.Put(b"x"), b"INSERTED 12\r\n", bp.Inserted(12)),
+        (bp.Put(b"x"), b"BURIED 13\r\n", bp.Buried(13)),
+        (bp.Put(b"x"), b"JOB_TOO_BIG\r\n", bp.JobTooBig()),
+        (bp.Use("tube-1"), b"USING tube-1\r\n", bp.Using("tube-1")),
+        (bp.ReserveWithTimeout(0), b"TIMED_OUT\r\n", bp.TimedOut()),
+        (bp.Reserve(), b"RESERVED 5 7\r\n%b\r\n" % JOB_BODY, bp.Reserved(5, JOB_BODY)),
+        (bp.ReserveJob(5), b"RESERVED 5 2\r\n\r\n\r\n", bp.Reserved(5, b"\r\n")),
+        (bp.Delete(5), b"DELETED\r\n", bp.Deleted()),
+        (bp.Delete(5), b"NOT_FOUND\r\n", bp.NotFound()),
+        (bp.Release(5, 1, 2), b"RELEASED\r\n", bp.Released()),
+        (bp.Bury(5), b"BURIED\r\n", bp.Buried()),
+        (bp.Touch(5), b"TOUCHED\r\n", bp.Touched()),
+        (bp.Peek(5), b"FOUND 5 0\r\n\r\n", bp.Found(5, b"")),
+        (bp.PeekBuried(), b"NOT_FOUND\r\n", bp.NotFound()),
+        (bp.Kick(9), b"KICKED 9\r\n", bp.Kicked(9)),
+        (bp.KickJob(9), b"KICKED\r\n", bp.Kicked()),
+        (bp.Stats(), stats, SERVER_STATS),
+        (bp.StatsJob(7), b"OK %d\r\n%b\r\n" % (len(JOB_PAYLOAD), JOB_PAYLOAD), JOB_STATS),
+        (bp.StatsTube("t"), b"OK %d\r\n%b\r\n" % (len(TUBE_PAYLOAD), TUBE_PAYLOAD), TUBE_STATS),
+        (bp.ListTubes(), b"OK %d\r\n%b\r\n" % (len(LIST_PAYLOAD), LIST_PAYLOAD), TUBE_LIST),
+        (bp.ListTubeUsed(), b"USING tube-1\r\n", bp.Using("tube-1")),
+        (bp.PauseTube("t", 1), b"PAUSED\r\n", bp.Paused()),
+        (bp.Watch("w"), b"WATCHING 2\r\n", bp.Watching(2)),
+        (bp.Ignore("w"), b"WATCHING 1\r\n", bp.Watching(1)),
+        (bp.Ignore("w"), b"NOT_IGNORED\r\n", bp.NotIgnored()),
+        (bp.StatsTube("t"), b"UNKNOWN_COMMAND\r\n", bp.UnknownCommand()),
+        (bp.StatsJob(7), b"NOT_FOUND\r\n", bp.NotFound()),
+        (bp.ReserveJob(8), b"NOT_FOUND\r\n", bp.NotFound()),
+        (bp.Reserve(), b"DEADLINE_SOON\r\n", bp.DeadlineSoon()),
+        (bp.ReserveWithTimeout(3), b"TIMED_OUT\r\n", bp.TimedOut()),
+        (bp.Put(b""), b"EXPECTED_CRLF\r\n", bp.ExpectedCrlf()),
+        (bp.Put(b"y"), b"DRAINING\r\n", bp.Draining()),
+        (bp.PeekDelayed(), b"FOUND 1 4\r\n\r\n\r\n\r\n", bp.Found(1, b"\r\n\r\n")),
+        (bp.Release(5), b"BURIED\r\n", bp.Buried()),
+        (bp.ListTubesWatched(), b"OK 12\r\n---\n- w\n- x\n\r\n", bp.TubeList(("w", "x"))),
+        (bp.KickJob(1), b"INTERNAL_ERROR\r\n", bp.InternalError()),
+    ]
+
+
+FIXED_POOL = _fixed_pool()
+
+
+def test_pipelining_1000_mixed_commands() -> None:
+    conn = bp.Connection()
+    triples = [FIXED_POOL[(i * 7) % len(FIXED_POOL)] for i in range(1000)]
+    wire = b"".join(conn.send(cmd) for cmd, _, _ in triples)
+    assert wire.count(b"\r\n") >= 1000
+    assert len(conn.pending) == 1000
+    conn.receive_data(b"".join(reply for _, reply, _ in triples))
+    events, failed = drain(conn)
+    assert not failed
+    assert events == [event for _, _, event in triples]
+    assert [type(e) for e in events] == [type(event) for _, _, event in triples]
+    assert conn.pending == ()
+    assert conn.buffered == 0
+    assert conn.next_event() is bp.NEED_DATA
+
+
+tubes = st.from_regex(r"[A-Za-z0-9+/;.$_()][A-Za-z0-9+/;.$_()-]{0,30}", fullmatch=True)
+u64 = st.integers(0, 2**64 - 1)
+job_bodies = st.one_of(
+    st.binary(max_size=200),
+    st.lists(st.sampled_from([b"\r\n", b"\r", b"\n", b"\x00", b"OK 5\r\n", b"x"])).map(b"".join),
+)
+_general = st.sampled_from(
+    [
+        (b"BAD_FORMAT\r\n", bp.BadFormat()),
+        (b"UNKNOWN_COMMAND\r\n", bp.UnknownCommand()),
+        (b"OUT_OF_MEMORY\r\n", bp.OutOfMemory()),
+        (b"INTERNAL_ERROR\r\n", bp.InternalError()),
+    ]
+)
+
+
+@st.composite
+def _reserved(draw: st.DrawFn) -> Triple:
+    id = draw(u64)
+    body = draw(job_bodies)
+    cmd = draw(
+        st.sampled_from(
+            [bp.Reserve(), bp.ReserveWithTimeout(0), bp.ReserveWithTimeout(9), bp.ReserveJob(id)]
+        )
+    )
+    return cmd, b"RESERVED %d %d\r\n%b\r\n" % (id, len(body), body), bp.Reserved(id, body)
+
+
+@st.composite
+def _found(draw: st.DrawFn) -> Triple:
+    id = draw(u64)
+    body = draw(job_bodies)
+    cmd = draw(st.sampled_from([bp.Peek(id), bp.PeekReady(), bp.PeekDelayed(), bp.PeekBuried()]))
+    return cmd, b"FOUND %d %d\r\n%b\r\n" % (id, len(body), body), bp.Found(id, body)
+
+
+@st.composite
+def _tube_list(draw: st.DrawFn) -> Triple:
+    names = draw(st.lists(tubes, max_size=8))
+    payload = ("---\n" + "".join(f"- {n}\n" for n in names)).encode()
+    cmd = draw(st.sampled_from([bp.ListTubes(), bp.ListTubesWatched()]))
+    return cmd, b"OK %d\r\n%b\r\n" % (len(payload), payload), bp.TubeList(tuple(names))
+
+
+@st.composite
+def _general_reply(draw: st.DrawFn) -> Triple:
+    cmd = draw(st.sampled_from([c for c in SAMPLES.values() if type(c) is not bp.Quit]))
+    reply, event = draw(_general)
+    return cmd, reply, event
+
+
+triples = st.one_of(
+    st.sampled_from(FIXED_POOL),
+    u64.map(lambda i: (bp.Put(b"x"), b"INSERTED %d\r\n" % i, bp.Inserted(i))),
+    u64.map(lambda i: (bp.Put(b"x"), b"BURIED %d\r\n" % i, bp.Buried(i))),
+    u64.map(lambda n: (bp.Kick(1), b"KICKED %d\r\n" % n, bp.Kicked(n))),
+    u64.map(lambda n: (bp.Watch("w"), b"WATCHING %d\r\n" % n, bp.Watching(n))),
+    tubes.map(lambda t: (bp.Use(t), b"USING %b\r\n" % t.encode(), bp.Using(t))),
+    tubes.map(lambda t: (bp.ListTubeUsed(), b"USING %b\r\n" % t.encode(), bp.Using(t))),
+    _reserved(),
+    _found(),
+    _tube_list(),
+    _general_reply(),
+)
+
+
+def run_chunks(
+    commands: Sequence[bp.Command], chunks: Iterable[bytes], eof: bool = False
+) -> tuple[Outcome, Any]:
+    """Feed chunks one at a time (then EOF if asked), reading events after each; stop at
+    the first error. Returns the outcome and what the connection knows at the end."""
+    conn = bp.Connection()
+    for cmd in commands:
+        conn.send(cmd)
+    events: list[Any] = []
+    for chunk in [*(c for c in chunks if c), *([b""] if eof else [])]:
+        conn.receive_data(chunk)
+        more, failed = drain(conn)
+        events += more
+        if failed:
+            return (events, True), conn.state
+    known = (conn.state, conn.used_tube, conn.watched_tubes, conn.pending, conn.reserve_waiting)
+    return (events, False), known
+
+
+def split(data: bytes, cuts: Iterable[int]) -> list[bytes]:
+    points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+    return [data[a:b] for a, b in itertools.pairwise(points)]
+
+
+def bytewise(data: bytes) -> list[bytes]:
+    return [data[i : i + 1] for i in range(len(data))]
+
+
+def assert_outcome_same_byte_by_byte(commands: Sequence[bp.Command], data: bytes) -> None:
+    assert run_chunks(commands, [data]) == run_chunks(commands, bytewise(data))
+
+
+@given(
+    st.lists(triples, max_size=20),
+    st.booleans(),
+    st.lists(st.integers(min_value=0), max_size=30),
+)
+def test_any_chunking_gives_the_same_events(
+    pairs: list[Triple], quit: bool, cuts: list[int]
+) -> None:
+    commands = [cmd for cmd, _, _ in pairs]
+    data = b"".join(reply for _, reply, _ in pairs)
+    expected = [event for _, _, event in pairs]
+    if quit:
+        commands.append(bp.Quit())
+    whole = run_chunks(commands, [data], eof=quit)
+    assert whole[0] == (expected + ([bp.ConnectionClosed()] if quit else []), False)
+    assert run_chunks(commands, bytewise(data), eof=quit) == whole
+    assert run_chunks(commands, split(data, cuts), eof=quit) == whole
+
+
+@st.composite
+def _mangled(draw: st.DrawFn) -> bytes:
+    pairs = draw(st.lists(triples, min_size=1, max_size=3))
+    data = bytearray(b"".join(reply for _, reply, _ in pairs))
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(data)))
+        how = draw(st.sampled_from(["insert", "delete", "replace", "cut"]))
+        if how == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+        elif how == "delete":
+            del data[at : at + draw(st.integers(1, 4))]
+        elif how == "replace" and at < len(data):
+            data[at] = draw(st.integers(0, 255))
+        else:
+            del data[at:]
+    return bytes(data)
+
+
+garbage = st.one_of(
+    st.binary(max_size=300),
+    _mangled(),
+    st.lists(
+        st.sampled_from(
+            [b"\r\n", b"\r", b"\n", b" ", b"0", b"7", b"OK", b"FOUND", b"RESERVED", b"USING"]
+        ),
+        max_size=30,
+    ).map(b"".join),
+)
+
+
+@given(
+    st.lists(st.sampled_from(list(SAMPLES.values())), min_size=1, max_size=3),
+    garbage,
+    st.booleans(),
+    st.lists(st.integers(min_value=0), max_size=10),
+)
+def test_arbitrary_bytes_only_raise_remote_protocol_error(
+    commands: list[bp.Command], data: bytes, eof: bool, cuts: list[int]
+) -> None:
+    if bp.Quit() in commands:  # nothing can be sent after quit
+        commands = [*commands[: commands.index(bp.Quit())], bp.Quit()]
+    # drain() lets only RemoteProtocolError through as an outcome; anything else fails here
+    whole = run_chunks(commands, [data], eof)
+    if whole[0][1]:
+        assert whole[1] is bp.State.BROKEN
+    assert run_chunks(commands, bytewise(data), eof)[0] == whole[0]
+    assert run_chunks(commands, split(data, cuts), eof)[0] == whole[0]
+
+
+@given(
+    st.integers(224, 400),
+    st.booleans(),
+    st.binary(max_size=400).map(lambda b: b.replace(b"\r", b"")),
+    st.booleans(),
+    st.lists(st.integers(min_value=0), max_size=20),
+)
+def test_line_limit_whatever_the_chunking(
+    max_line: int, with_prefix: bool, filler: bytes, with_crlf: bool, cuts: list[int]
+) -> None:
+    # a line with no CR in it, at least max_line bytes long (or max_line - 1 plus CRLF)
+    line = (
+        (filler * (max_line // max(len(filler), 1) + 2))[:max_line] if filler else b"x" * max_line
+    )
+    if with_crlf:
+        line = line[:-1] + b"\r\n"
+    prefix = b"INSERTED 1\r\n" if with_prefix else b""
+    data = prefix + line
+    conn = bp.Connection(max_line_size=max_line)
+    conn.send(bp.Put(b"x"))
+    conn.send(bp.Put(b"y"))
+    events: list[Any] = []
+    fed = 0
+    for chunk in split(data, cuts):
+        conn.receive_data(chunk)
+        fed += len(chunk)
+        more, failed = drain(conn)
+        events += more
+        if failed:
+            break
+        # no longer owed the benefit of the doubt once max_line bytes of the line are in
+        assert fed - len(prefix) < max_line
+    else:
+        pytest.fail("an over-long line was not refused")
+    assert events == ([bp.Inserted(1)] if with_prefix else [])
+    assert conn.state is bp.State.BROKEN
+
+
+@given(
+    st.integers(0, 1000),
+    st.integers(1, 10**9),
+    st.binary(max_size=50),
+    st.lists(st.integers(min_value=0), max_size=20),
+)
+def test_body_limit_whatever_the_chunking(
+    max_body: int, over: int, body_start: bytes, cuts: list[int]
+) -> None:
+    header = b"RESERVED 7 %d\r\n" % (max_body + over)
+    data = b"INSERTED 1\r\n" + header + body_start
+    conn = bp.Connection(max_body_size=max_body)
+    conn.send(bp.Put(b"x"))
+    conn.send(bp.Reserve())
+    events: list[Any] = []
+    fed = 0
+    for chunk in split(data, cuts):
+        conn.receive_data(chunk)
+        fed += len(chunk)
+        more, failed = drain(conn)
+        events += more
+        if failed:
+            break
+        assert fed < 12 + len(header), "the header was complete and not refused"
+    else:
+        pytest.fail("an over-size body was not refused")
+    assert events == [bp.Inserted(1)]
+
+
+# -- linear cost, by counting -----------------------------------------------------------------
+
+
+def _work(commands: list[bp.Command], data: bytes, chunk: int) -> int:
+    conn = bp.Connection()
+    for cmd in commands:
+        conn.send(cmd)
+    count = 0
+    for i in range(0, len(data), chunk):
+        conn.receive_data(data[i : i + chunk])
+        while conn.next_event() is not bp.NEED_DATA:
+            count += 1
+    assert count == len(commands)
+    assert conn.buffered == 0
+    return conn.work
+
+
+def _inserted(n: int) -> tuple[list[bp.Command], bytes]:
+    return [bp.Put(b"x")] * n, b"".join(b"INSERTED %d\r\n" % (i + 1) for i in range(n))
+
+
+def _reserved_kib(n: int) -> tuple[list[bp.Command], bytes]:
+    body = bytes(range(256)) * 4
+    return [bp.Reserve()] * n, b"".join(
+        b"RESERVED %d 1024\r\n%b\r\n" % (i + 1, body) for i in range(n)
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "n", "chunk"),
+    [
+        (_inserted, 10_000, 1),
+        (_inserted, 10_000, 7),
+        (_inserted, 10_000, 10**9),
+        (_reserved_kib, 500, 1),
+        (_reserved_kib, 2_000, 7),
+        (_reserved_kib, 2_000, 10**9),
+    ],
+)
+def test_work_is_linear(make: Any, n: int, chunk: int) -> None:
+    commands, data = make(n)
+    work = _work(commands, data, chunk)
+    assert work <= 4 * len(data)
+    commands2, data2 = make(2 * n)
+    work2 = _work(commands2, data2, chunk)
+    assert work2 <= 4 * len(data2)
+    assert work2 <= 2.5 * max(work, len(data) // 100)
+
+
+def test_work_is_linear_for_a_big_body() -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB
+    data = b"RESERVED 1 %d\r\n%b\r\n" % (len(body), body)
+    assert _work([bp.Reserve()], data, 100) <= 4 * len(data)
+    conn = bp.Connection()
+    conn.send(bp.Reserve())
+    for i in range(0, len(data), 100):
+        conn.receive_data(data[i : i + 100])
+        event = conn.next_event()
+    assert event == bp.Reserved(1, body)

@@ -1,0 +1,29 @@
+"""The README's demo script runs against a real server and says what happened."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import Server
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_core_moves_jobs_through_the_server(server: Server) -> None:
+    host, port = server.address
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo_core.py"), "--address", f"{host}:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    out = result.stdout
+    assert "put 1000 jobs pipelined" in out
+    assert "reserved 1000" in out and "deleted 1000" in out
+    assert "reserve on the empty tube -> TimedOut()" in out
+    assert "delete of a deleted job -> NotFound()" in out
+    assert "refused before the wire: invalid tube name" in out
+    assert out.rstrip().endswith("after quit -> ConnectionClosed()")

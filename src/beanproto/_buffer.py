@@ -35,12 +35,12 @@ BODY_WORDS: Final = frozenset({b"RESERVED", b"FOUND", b"OK"})
 
 class ReceiveBuffer:
     __slots__ = (
-        "_chunks",
         "_have",
         "_need",
         "_pieces",
         "_seen",
         "buf",
+        "chunks",
         "eof",
         "max_body_size",
         "max_line_size",
@@ -57,7 +57,7 @@ class ReceiveBuffer:
         self.buf = b""
         self.pos = 0  # start of the unread bytes in buf
         self.scan = 0  # where the next CRLF search starts; always >= pos
-        self._chunks: list[bytes] = []  # fed, not merged into _buf yet
+        self.chunks: list[bytes] = []  # fed, not merged into buf yet
         self._seen = 0  # how many of _chunks are known to hold no b"\n"
         self._pieces: list[bytes | memoryview] | None = None  # that body, as it arrives
         self._have = 0
@@ -67,7 +67,7 @@ class ReceiveBuffer:
 
     def __len__(self) -> int:
         """Bytes received and not yet handed out in a frame."""
-        return len(self.buf) - self.pos + sum(map(len, self._chunks)) + self._have
+        return len(self.buf) - self.pos + sum(map(len, self.chunks)) + self._have
 
     @property
     def in_body(self) -> bool:
@@ -75,8 +75,14 @@ class ReceiveBuffer:
         return self._pieces is not None
 
     def feed(self, data: bytes) -> None:
-        if data:
-            self._chunks.append(data if type(data) is bytes else bytes(data))
+        if type(data) is not bytes:
+            data = bytes(data)
+        if self.pos == len(self.buf) and not self.chunks and self._pieces is None:
+            # All read: the chunk becomes the buffer (the one-reply-per-read case).
+            self.buf = data
+            self.pos = self.scan = 0
+        elif data:
+            self.chunks.append(data)
 
     def start_body(self, size: int) -> None:
         """The header ending at ``pos`` announced ``size`` body bytes that are not
@@ -101,7 +107,7 @@ class ReceiveBuffer:
             self.line_too_long()
         # A trailing b"\r" may be the first half of the CRLF: search it again.
         self.scan = end - 1 if rest else end
-        chunks = self._chunks
+        chunks = self.chunks
         if not rest:
             if not chunks:
                 return False
@@ -121,7 +127,7 @@ class ReceiveBuffer:
         return False
 
     def _merge(self) -> None:
-        chunks = self._chunks
+        chunks = self.chunks
         pos = self.pos
         buf = self.buf
         if pos < len(buf):
@@ -140,7 +146,7 @@ class ReceiveBuffer:
         """The body being collected, without its CRLF, once all of it has come."""
         pieces = self._pieces
         assert pieces is not None
-        chunks = self._chunks
+        chunks = self.chunks
         if chunks:
             # Take only what the body needs, so any excess lies in the last piece.
             k = 0

@@ -473,21 +473,14 @@ class Connection:
         ready = self._ready
         if ready:
             return ready.popleft()
-        return self._read_events()
-
-    def _read_events(self) -> Event | NeedData:
         state = self._state
         if state is not _OPEN and state is not _QUIT_SENT:
-            if state is State.CLOSED:
-                return ConnectionClosed()
-            deferred = self._deferred
-            if deferred is not None:
-                self._deferred = None
-                raise deferred
-            raise self._not_open("read an event")
-        ready = self._ready
+            return self._closed_event()
         try:
             self._parse()
+            if ready:
+                return ready.popleft()
+            return self._no_event()
         except RemoteProtocolError as exc:
             self._state = State.BROKEN
             self._closed_by = exc
@@ -495,14 +488,16 @@ class Connection:
                 raise
             # Replies that came before the offending bytes are still good.
             self._deferred = exc
-        if ready:
             return ready.popleft()
-        try:
-            return self._no_event()
-        except RemoteProtocolError as exc:
-            self._state = State.BROKEN
-            self._closed_by = exc
-            raise
+
+    def _closed_event(self) -> Event:
+        if self._state is State.CLOSED:
+            return ConnectionClosed()
+        deferred = self._deferred
+        if deferred is not None:
+            self._deferred = None
+            raise deferred
+        raise self._not_open("read an event")
 
     def _parse(self) -> None:
         # Turns every complete reply in the buffer into an event, in one loop
@@ -534,9 +529,13 @@ class Connection:
             pos = buffer.pos
             scan = buffer.scan
             find = buf.find
+            n = len(buf)
             while True:
-                i = find(b"\r\n", scan)
+                i = find(b"\r\n", scan) if pos < n else -1
                 if i < 0:
+                    if pos == n and not buffer.chunks:
+                        buffer.pos = buffer.scan = pos
+                        return
                     buffer.pos = pos
                     buffer.scan = scan
                     if buffer.need_line():
@@ -565,7 +564,7 @@ class Connection:
                         )
                     start = i + 2
                     end = start + size
-                    if end + 2 > len(buf):
+                    if end + 2 > n:
                         # Check the header now, not after up to max_body_size bytes.
                         _check_job_header(cmd, parts)
                         buffer.pos = buffer.scan = start

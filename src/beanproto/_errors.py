@@ -62,10 +62,18 @@ class RemoteProtocolError(ProtocolError):
 
 
 class CommandError(Error):
-    """The server refused a command. The connection stays usable."""
+    """The server refused a command. The connection stays usable.
+
+    Raised by a pipelined batch (``put_many``, ``delete_many``), it is the first
+    refusal of the batch, raised after every reply was read, and
+    :attr:`outcomes` holds one entry per command: the job id (``int``) where the
+    command succeeded, or that command's :class:`CommandError`.
+    """
 
     #: The reply word the server sent, e.g. ``"NOT_FOUND"``.
     reply: str = ""
+    #: Per-command outcomes when raised by a pipelined batch, else ``None``.
+    outcomes: list[int | CommandError] | None = None
 
 
 class NotFoundError(CommandError):

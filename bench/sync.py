@@ -1,0 +1,270 @@
+"""Blocking clients against one private beanstalkd: beanproto_sync, greenstalk, raw sockets.
+
+Starts beanstalkd on a free loopback port (stopped by its PID at the end) and, for
+``--jobs`` jobs of ``--body`` bytes, times on one connection per client:
+
+  put             sequential put (one round trip per job)
+  reserve+delete  sequential reserve-with-timeout 0 + delete (two round trips per job)
+  put pipelined   beanproto ``put_many`` vs a raw client writing batches in one sendall
+  delete pipel.   beanproto ``delete_many`` vs the raw client doing the same for deletes
+
+The raw clients are the floor of what Python can do: ``raw-seq`` does one sendall and
+one recv per command, ``raw-pipelined`` writes ``--batch`` commands in one sendall and
+then reads their replies, counting lines. Reported: ops/s (wall), client CPU µs per op
+(``time.process_time``), and ratios of ops/s to greenstalk and to the raw baseline of
+the same kind. Median of ``--reps`` runs; clients interleaved within each run.
+
+    python bench/sync.py [--jobs 20000] [--body 100] [--reps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from beanproto_sync import Client
+
+PUT_FMT = b"put 65536 0 60 %d\r\n%b\r\n"
+
+Phase = Callable[[Any, bytes, int], Any]
+
+
+# -- raw baselines ------------------------------------------------------------
+
+
+def _raw_connect(addr: tuple[str, int], tube: str) -> socket.socket:
+    sock = socket.create_connection(addr)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    t = tube.encode()
+    sock.sendall(b"use %s\r\nwatch %s\r\nignore default\r\n" % (t, t))
+    got = b""
+    while got.count(b"\r\n") < 3:
+        got += sock.recv(4096)
+    return sock
+
+
+def _read_line(sock: socket.socket, r: bytes) -> bytes:
+    while not r.endswith(b"\r\n"):
+        d = sock.recv(4096)
+        if not d:
+            raise ConnectionError("server closed")
+        r += d
+    return r
+
+
+def raw_put(sock: socket.socket, body: bytes, n: int) -> list[int]:
+    sendall, recv = sock.sendall, sock.recv
+    ids = []
+    for _ in range(n):
+        sendall(PUT_FMT % (len(body), body))
+        r = _read_line(sock, recv(4096))
+        if not r.startswith(b"INSERTED "):
+            raise RuntimeError(f"put: {r!r}")
+        ids.append(int(r[9:-2]))
+    return ids
+
+
+def raw_consume(sock: socket.socket, body: bytes, n: int) -> None:
+    sendall, recv = sock.sendall, sock.recv
+    for _ in range(n):
+        sendall(b"reserve-with-timeout 0\r\n")
+        r = recv(65536)
+        i = r.find(b"\r\n")
+        while i < 0 or len(r) < i + 4 + int(r[:i].split()[2]):
+            r += recv(65536)
+            i = r.find(b"\r\n")
+        parts = r[:i].split()
+        if parts[0] != b"RESERVED":
+            raise RuntimeError(f"reserve: {r[:100]!r}")
+        sendall(b"delete %d\r\n" % int(parts[1]))
+        if _read_line(sock, recv(64)) != b"DELETED\r\n":
+            raise RuntimeError("delete")
+
+
+def _raw_batch_replies(sock: socket.socket, k: int) -> bytes:
+    lines, chunks = 0, []
+    while lines < k:  # each reply here is exactly one line
+        d = sock.recv(256 * 1024)
+        if not d:
+            raise ConnectionError("server closed")
+        lines += d.count(b"\n")
+        chunks.append(d)
+    return b"".join(chunks)
+
+
+def raw_put_pipelined(sock: socket.socket, body: bytes, n: int, batch: int) -> list[int]:
+    ids: list[int] = []
+    put = PUT_FMT % (len(body), body)
+    done = 0
+    while done < n:
+        k = min(batch, n - done)
+        sock.sendall(put * k)
+        data = _raw_batch_replies(sock, k)
+        ids.extend(int(line[9:]) for line in data.split(b"\r\n")[:-1])
+        done += k
+    return ids
+
+
+def raw_delete_pipelined(sock: socket.socket, ids: list[int], batch: int) -> None:
+    for start in range(0, len(ids), batch):
+        chunk = ids[start : start + batch]
+        sock.sendall(b"".join([b"delete %d\r\n" % i for i in chunk]))
+        data = _raw_batch_replies(sock, len(chunk))
+        if data.count(b"DELETED\r\n") != len(chunk):
+            raise RuntimeError("delete batch")
+
+
+# -- the clients --------------------------------------------------------------
+
+
+def bp_consume(c: Client[bytes], body: bytes, n: int) -> None:
+    reserve, delete = c.reserve, c.delete
+    for _ in range(n):
+        delete(reserve(0))
+
+
+def bp_put(c: Client[bytes], body: bytes, n: int) -> list[int]:
+    put = c.put
+    return [put(body) for _ in range(n)]
+
+
+def gs_put(c: Any, body: bytes, n: int) -> list[int]:
+    put = c.put
+    return [put(body) for _ in range(n)]
+
+
+def gs_consume(c: Any, body: bytes, n: int) -> None:
+    reserve, delete = c.reserve, c.delete
+    for _ in range(n):
+        delete(reserve(timeout=0))
+
+
+def run_rep(addr: tuple[str, int], body: bytes, n: int, batch: int, rep: int) -> dict[str, Any]:
+    """One rep: every (client, phase) once, clients in rotated order."""
+    import greenstalk
+
+    results: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def timed(key: tuple[str, str], fn: Callable[[], Any]) -> Any:
+        gc.collect()
+        w0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        w1, c1 = time.perf_counter(), time.process_time()
+        results[key] = (w1 - w0, c1 - c0)
+        return out
+
+    def greenstalk_run() -> None:
+        tube = "bench-" + uuid.uuid4().hex[:8]
+        c = greenstalk.Client(addr, encoding=None, use=tube, watch=tube)
+        try:
+            timed(("greenstalk", "put"), lambda: gs_put(c, body, n))
+            timed(("greenstalk", "reserve+delete"), lambda: gs_consume(c, body, n))
+        finally:
+            c.close()
+
+    def raw_run() -> None:
+        tube = "bench-" + uuid.uuid4().hex[:8]
+        sock = _raw_connect(addr, tube)
+        try:
+            timed(("raw", "put"), lambda: raw_put(sock, body, n))
+            timed(("raw", "reserve+delete"), lambda: raw_consume(sock, body, n))
+            ids = timed(("raw", "put pipelined"), lambda: raw_put_pipelined(sock, body, n, batch))
+            timed(("raw", "delete pipelined"), lambda: raw_delete_pipelined(sock, ids, batch))
+        finally:
+            sock.close()
+
+    def beanproto_run() -> None:
+        tube = "bench-" + uuid.uuid4().hex[:8]
+        with Client(addr, use=tube, watch=tube) as c:
+            timed(("beanproto_sync", "put"), lambda: bp_put(c, body, n))
+            timed(("beanproto_sync", "reserve+delete"), lambda: bp_consume(c, body, n))
+            ids = timed(("beanproto_sync", "put pipelined"), lambda: c.put_many([body] * n))
+            timed(("beanproto_sync", "delete pipelined"), lambda: c.delete_many(ids))
+            assert c.stats_tube(tube).current_jobs_ready == 0
+
+    runs = [greenstalk_run, raw_run, beanproto_run]
+    k = rep % len(runs)
+    for run in runs[k:] + runs[:k]:
+        run()
+    return results
+
+
+def start_server() -> tuple[subprocess.Popen[bytes], tuple[str, int]]:
+    binary = os.environ.get("BEANSTALKD") or shutil.which("beanstalkd") or "/usr/bin/beanstalkd"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([binary, "-l", "127.0.0.1", "-p", str(port)])
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, ("127.0.0.1", port)
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("beanstalkd did not start") from None
+            time.sleep(0.02)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--body", type=int, default=100)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=5000, help="raw pipelined batch size")
+    args = parser.parse_args()
+    body = b"x" * (args.body - 2) + b"\r\n"
+    proc, addr = start_server()
+    try:
+        reps = [run_rep(addr, body, args.jobs, args.batch, r) for r in range(args.reps)]
+    finally:
+        os.kill(proc.pid, 15)
+        proc.wait(5)
+    n = args.jobs
+    med: dict[tuple[str, str], tuple[float, float]] = {}
+    for key in reps[0]:
+        med[key] = (
+            statistics.median(n / r[key][0] for r in reps),
+            statistics.median(r[key][1] / n * 1e6 for r in reps),
+        )
+    print(
+        f"{n} jobs of {args.body} bytes, median of {args.reps} reps, "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n"
+    )
+    print("| phase | client | ops/s | CPU µs/op | × greenstalk | × raw |")  # noqa: RUF001
+    print("|---|---|---:|---:|---:|---:|")
+    gs_of = {
+        "put": "put",
+        "reserve+delete": "reserve+delete",
+        "put pipelined": "put",
+        "delete pipelined": None,
+    }
+    for phase in ("put", "reserve+delete", "put pipelined", "delete pipelined"):
+        for client in ("greenstalk", "raw", "beanproto_sync"):
+            if (client, phase) not in med:
+                continue
+            ops, cpu = med[(client, phase)]
+            gs_phase = gs_of[phase]
+            gs = f"{ops / med[('greenstalk', gs_phase)][0]:.2f}×" if gs_phase else "—"  # noqa: RUF001
+            raw = f"{ops / med[('raw', phase)][0]:.2f}×"  # noqa: RUF001
+            name = "raw-pipelined" if client == "raw" and "pipelined" in phase else client
+            name = "raw-seq" if name == "raw" else name
+            print(f"| {phase} | {name} | {ops:,.0f} | {cpu:.1f} | {gs} | {raw} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,737 @@
+"""The blocking client: a thin driver of :class:`beanproto.Connection` over ``socket``.
+
+Theory of operation (httpcore over h11): every method builds a command, and one
+exchange loop hands it to the core, writes the bytes the core returns, and reads
+until the core has produced one event per command. The method then turns the
+event into its return value or raises the refusal (``error_for_event``).
+
+Two loops share that shape. ``_request`` does one command: ``sendall``, then
+``recv`` until the reply is complete. ``_exchange`` does a pipelined batch
+(``put_many``, ``delete_many``, the ``use``/``watch`` sent at connect time): the
+socket is made non-blocking while the batch is written in slices, and whatever
+replies have arrived are read between slices, so the server (which stops reading
+when it cannot write) never deadlocks against us on TCP back-pressure.
+
+Anything that interrupts an exchange (a socket timeout, ``KeyboardInterrupt``, an
+I/O error, a protocol error) leaves bytes half written or a reply half read, so
+the client gives up on the connection: it tells the core (``send_failed``),
+closes the socket (which makes the server return any job reserved in flight to
+the ready queue), and every later call raises :class:`BrokenConnectionError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import select
+import socket
+import threading
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Any, Final, Generic, TypeVar, cast, overload
+
+from beanproto import (
+    DEFAULT_PRIORITY,
+    DEFAULT_TTR,
+    DEFAULT_TUBE,
+    MAX_RESERVE_TIMEOUT,
+    NEED_DATA,
+    BrokenConnectionError,
+    Bury,
+    Command,
+    CommandError,
+    Connection,
+    Delete,
+    Deleted,
+    Error,
+    Event,
+    Found,
+    Ignore,
+    Inserted,
+    InvalidArgument,
+    Job,
+    JobStats,
+    Kick,
+    Kicked,
+    KickJob,
+    ListTubes,
+    ListTubesWatched,
+    ListTubeUsed,
+    Paused,
+    PauseTube,
+    Peek,
+    PeekBuried,
+    PeekDelayed,
+    PeekReady,
+    Put,
+    Quit,
+    Release,
+    Released,
+    Reserve,
+    Reserved,
+    ReserveJob,
+    ReserveWithTimeout,
+    ServerStats,
+    State,
+    Stats,
+    StatsJob,
+    StatsTube,
+    Touch,
+    Touched,
+    TubeList,
+    TubeStats,
+    Use,
+    Using,
+    Watch,
+    Watching,
+    error_for_event,
+)
+from beanproto import Buried as BuriedEvent
+
+__all__ = ["Address", "Client", "ConcurrentUseError"]
+
+BodyT = TypeVar("BodyT", bytes, str)
+
+#: What :class:`Client` connects to: ``(host, port)``, a Unix socket path, or a
+#: connected socket (which the client then owns).
+Address = tuple[str, int] | str | socket.socket
+
+#: Bytes read per ``recv``.
+_RECV_SIZE: Final = 65536
+#: Bytes written per ``send`` of a pipelined batch, with replies read in between.
+_SLICE: Final = 256 * 1024
+#: TCP keepalive: first probe after 30 s idle, then every 10 s, give up after 3
+#: unanswered probes, so a dead server is noticed within about a minute.
+_KEEPALIVE: Final = (("TCP_KEEPIDLE", 30), ("TCP_KEEPALIVE", 30), ("TCP_KEEPINTVL", 10),
+                     ("TCP_KEEPCNT", 3))  # fmt: skip
+#: How long ``close()`` may spend writing ``quit``.
+_QUIT_TIMEOUT: Final = 1.0
+
+_SAME: Final[Any] = object()  # "keep the socket timeout" for _request's wait
+
+
+class ConcurrentUseError(Error, RuntimeError):
+    """Two threads used one :class:`Client` at the same time.
+
+    A client is not thread-safe: give each thread its own. The call that
+    detected the overlap sent nothing; the other thread's call is unaffected.
+    """
+
+
+def _job_id(job_or_id: Job[Any] | int) -> int:
+    return job_or_id.id if isinstance(job_or_id, Job) else job_or_id
+
+
+def _set_socket_options(sock: socket.socket) -> None:
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in _KEEPALIVE:
+        option = getattr(socket, name, None)
+        if option is not None:
+            with contextlib.suppress(OSError):  # a platform without that option
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+class Client(Generic[BodyT]):
+    """A blocking client for one beanstalkd connection.
+
+    ``address`` is ``(host, port)``, a Unix socket path, or an already connected
+    ``socket.socket`` (the client takes it over and closes it). With
+    ``encoding=None`` job bodies are ``bytes`` in and out (``Client[bytes]``);
+    with an encoding, :meth:`put` takes ``str`` (or ``bytes``) and jobs carry
+    ``str`` bodies (``Client[str]``). ``use`` and ``watch`` (a tube or an
+    iterable of tubes; without ``"default"`` in it, ``default`` is ignored) are
+    sent at connect time in one write.
+
+    ``timeout`` (seconds, ``None`` for none) bounds every send and every reply
+    except the wait of a reserve: ``reserve(timeout=t)`` may take ``t`` plus
+    ``timeout``, and ``reserve()`` waits for a job however long it takes (TCP
+    keepalive notices a dead server within about a minute).
+
+    Errors: the server's refusals raise :class:`beanproto.CommandError`
+    subclasses and leave the connection usable. An interrupted exchange (socket
+    timeout: ``TimeoutError``; ``KeyboardInterrupt``; any other exception while
+    bytes are in flight) closes the connection and the exception propagates
+    unchanged, except that the server closing the connection or another socket
+    error (``OSError``) is raised as :class:`beanproto.BrokenConnectionError`
+    (with the ``OSError`` as ``__cause__``), and a server that breaks the
+    protocol raises :class:`beanproto.RemoteProtocolError`. After that, every
+    call raises :class:`beanproto.BrokenConnectionError`; a job reserved in
+    flight goes back to the ready queue on the server, priority unchanged.
+
+    Threads: a client is not thread-safe; use one per thread. A call made while
+    another thread's call is in progress raises :class:`ConcurrentUseError`
+    instead of mixing bytes on the wire. :meth:`close` alone may be called from
+    another thread, e.g. to abort a waiting :meth:`reserve`.
+    """
+
+    __slots__ = ("_address", "_broken", "_conn", "_encoding", "_lock", "_sock", "_timeout")
+
+    @overload
+    def __init__(
+        self: Client[bytes],
+        address: Address,
+        *,
+        encoding: None = None,
+        use: str | None = None,
+        watch: str | Iterable[str] | None = None,
+        timeout: float | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Client[str],
+        address: Address,
+        *,
+        encoding: str,
+        use: str | None = None,
+        watch: str | Iterable[str] | None = None,
+        timeout: float | None = None,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        address: Address,
+        *,
+        encoding: str | None = None,
+        use: str | None = None,
+        watch: str | Iterable[str] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if encoding is not None:
+            "".encode(encoding)  # LookupError now for an unknown encoding
+        if timeout is not None and not timeout > 0:
+            raise InvalidArgument("timeout must be a positive number of seconds, or None")
+        setup: list[Command] = []  # built first: invalid tube names raise before connecting
+        if use is not None:
+            setup.append(Use(use))
+        if watch is not None:
+            tubes = [watch] if isinstance(watch, str) else list(dict.fromkeys(watch))
+            if not tubes:
+                raise InvalidArgument("watch must name at least one tube")
+            setup.extend(Watch(t) for t in tubes if t != DEFAULT_TUBE)
+            if DEFAULT_TUBE not in tubes:
+                setup.append(Ignore(DEFAULT_TUBE))
+        self._encoding = encoding
+        self._timeout = timeout
+        self._conn = Connection()
+        self._lock = threading.Lock()
+        self._broken: str | None = None
+        self._address = "?"
+        if isinstance(address, socket.socket):
+            sock = address
+            try:
+                peer = sock.getpeername()
+                self._address = peer if isinstance(peer, str) else f"{peer[0]}:{peer[1]}"
+            except OSError:
+                pass
+        elif isinstance(address, str):
+            self._address = address
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(address)
+            except BaseException:
+                sock.close()
+                raise
+        elif isinstance(address, tuple):
+            host, port = address
+            self._address = f"{host}:{port}"
+            sock = socket.create_connection((host, port), timeout=timeout)
+        else:
+            raise TypeError(
+                "address must be (host, port), a Unix socket path or a connected socket, "
+                f"not {type(address).__name__}"
+            )
+        self._sock = sock
+        try:
+            sock.settimeout(timeout)
+            _set_socket_options(sock)
+            if setup:
+                self._check(setup, self._exchange(setup), None)
+        except BaseException:
+            self._fail("connecting failed")
+            raise
+
+    # -- the exchange loops --------------------------------------------------------
+
+    def _enter(self) -> None:
+        if not self._lock.acquire(False):
+            raise self._busy()
+        if self._broken is not None:
+            self._lock.release()
+            raise self._unusable()
+
+    @staticmethod
+    def _busy() -> ConcurrentUseError:
+        return ConcurrentUseError(
+            "this Client is in use by another thread; a Client is not thread-safe "
+            "(give each thread its own)"
+        )
+
+    def _unusable(self) -> BrokenConnectionError:
+        return BrokenConnectionError(f"the connection is unusable: {self._broken}")
+
+    def _fail(self, reason: str) -> None:
+        # Synchronous and non-blocking: state first, then close the socket.
+        if self._broken is None:
+            self._broken = reason
+        self._conn.send_failed()
+        self._sock.close()
+
+    def _interrupted(self, exc: BaseException) -> BaseException:
+        """Give up on the connection; return the exception to raise instead, if any."""
+        if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+            self._fail(f"socket error: {exc!r}")
+            return BrokenConnectionError(f"the connection failed: {exc}")
+        self._fail(f"an exchange was interrupted by {type(exc).__name__}")
+        return exc
+
+    def _request(self, command: Command, wait: float | None = _SAME) -> Event:
+        """Send one command and return its reply. ``wait``: the socket timeout
+        while a blocking reserve is answered (``_SAME`` keeps ``timeout``)."""
+        lock = self._lock
+        if not lock.acquire(False):
+            raise self._busy()
+        if self._broken is not None:
+            lock.release()
+            raise self._unusable()
+        try:
+            sock = self._sock
+            conn = self._conn
+            sock.sendall(conn.send(command))
+            if wait is not _SAME:
+                sock.settimeout(wait)
+            recv = sock.recv
+            while True:
+                data = recv(_RECV_SIZE)
+                if not data:
+                    raise _eof()
+                conn.receive_data(data)
+                event = conn.next_event()
+                if event is not NEED_DATA:
+                    break
+            if wait is not _SAME:
+                sock.settimeout(self._timeout)
+            return event
+        except BaseException as exc:
+            replacement = self._interrupted(exc)
+            if replacement is exc:
+                raise
+            raise replacement from exc
+        finally:
+            lock.release()
+
+    def _exchange(self, commands: Sequence[Command]) -> list[Event]:
+        """Send ``commands`` pipelined and return their replies, one per command."""
+        self._enter()
+        try:
+            conn = self._conn
+            send = conn.send
+            data = b"".join([send(c) for c in commands])
+            events: list[Event] = []
+            self._write_reading(memoryview(data), events)
+            n = len(commands)
+            while len(events) < n:
+                self._read(events, True)
+            return events
+        except BaseException as exc:
+            replacement = self._interrupted(exc)
+            if replacement is exc:
+                raise
+            raise replacement from exc
+        finally:
+            self._lock.release()
+
+    def _read(self, events: list[Event], block: bool) -> None:
+        """One ``recv``, then every event the core can build. Non-blocking reads
+        return quietly when nothing is there."""
+        try:
+            data = self._sock.recv(_SLICE)
+        except BlockingIOError:
+            if block:  # pragma: no cover - a blocking socket does not raise it
+                raise
+            return
+        if not data:
+            raise _eof()
+        conn = self._conn
+        conn.receive_data(data)
+        next_event = conn.next_event
+        append = events.append
+        while True:
+            event = next_event()
+            if event is NEED_DATA:
+                return
+            append(event)
+
+    def _write_reading(self, view: memoryview, events: list[Event]) -> None:
+        """Write ``view`` in slices on a non-blocking socket, reading replies that
+        arrived in between; wait (up to ``timeout``) only when neither can proceed."""
+        sock = self._sock
+        total = len(view)
+        off = 0
+        sock.settimeout(0)
+        try:
+            while off < total:
+                try:
+                    off += sock.send(view[off : off + _SLICE])
+                except BlockingIOError:
+                    if _wait_io(sock, self._timeout):
+                        self._read(events, False)
+                    continue
+                self._read(events, False)
+        finally:
+            sock.settimeout(self._timeout)
+
+    def _job(self, event: Event) -> Job[BodyT]:
+        if type(event) is Reserved or type(event) is Found:
+            body = event.body
+            if self._encoding is None:
+                return cast(Job[BodyT], Job(event.id, body))
+            return cast(Job[BodyT], Job(event.id, body.decode(self._encoding)))
+        raise error_for_event(event)
+
+    def _check(
+        self, commands: Sequence[Command], events: list[Event], success: type | None
+    ) -> list[int | CommandError]:
+        """Per-command outcomes of a batch; raise the first refusal with them attached."""
+        outcomes: list[int | CommandError] = []
+        first: CommandError | None = None
+        for command, event in zip(commands, events, strict=True):
+            if type(event) is Inserted:
+                outcomes.append(event.id)
+            elif success is not None and type(event) is success:
+                outcomes.append(command.id)  # type: ignore[attr-defined]
+            elif success is None and (type(event) is Using or type(event) is Watching):
+                outcomes.append(0)
+            else:
+                error = error_for_event(event)
+                if not isinstance(error, CommandError):
+                    raise error
+                outcomes.append(error)
+                if first is None:
+                    first = error
+        if first is not None:
+            first.outcomes = outcomes
+            raise first
+        return outcomes
+
+    # -- producing -------------------------------------------------------------------
+
+    def put(
+        self,
+        body: BodyT | bytes,
+        priority: int = DEFAULT_PRIORITY,
+        delay: int = 0,
+        ttr: int = DEFAULT_TTR,
+    ) -> int:
+        """Insert a job into the used tube and return its id.
+
+        Raises :class:`beanproto.BuriedError` (with the new job's ``id``) if the
+        server buried it for lack of memory, :class:`beanproto.JobTooBigError`,
+        :class:`beanproto.DrainingError`. Without an encoding a ``str`` body
+        raises ``TypeError``.
+        """
+        if type(body) is str and self._encoding is not None:
+            body = body.encode(self._encoding)
+        event = self._request(Put(body, priority, delay, ttr))  # type: ignore[arg-type]
+        if type(event) is Inserted:
+            return event.id
+        raise error_for_event(event)
+
+    def put_many(
+        self,
+        bodies: Iterable[BodyT | bytes],
+        priority: int = DEFAULT_PRIORITY,
+        delay: int = 0,
+        ttr: int = DEFAULT_TTR,
+    ) -> list[int]:
+        """Insert many jobs in one pipelined exchange; return their ids in order.
+
+        Every command is sent and every reply read, so the connection stays in
+        sync. If any put was refused, the first refusal is raised after all
+        replies were read, with ``exc.outcomes``: one entry per body, the job id
+        (``int``) or the :class:`beanproto.CommandError` for that body.
+        """
+        encoding = self._encoding
+        if encoding is not None:
+            commands = [
+                Put(b.encode(encoding) if type(b) is str else b, priority, delay, ttr)  # type: ignore[arg-type]
+                for b in bodies
+            ]
+        else:
+            commands = [Put(b, priority, delay, ttr) for b in bodies]  # type: ignore[arg-type]
+        if not commands:
+            return []
+        events = self._exchange(commands)
+        ids = [e.id for e in events if type(e) is Inserted]
+        if len(ids) == len(events):
+            return ids
+        return cast(list[int], self._check(commands, events, Inserted))
+
+    def use(self, tube: str) -> str:
+        """Put later jobs into ``tube``; return its name."""
+        event = self._request(Use(tube))
+        if type(event) is Using:
+            return event.tube
+        raise error_for_event(event)
+
+    def using(self) -> str:
+        """The tube :meth:`put` goes to (asks the server)."""
+        event = self._request(ListTubeUsed())
+        if type(event) is Using:
+            return event.tube
+        raise error_for_event(event)
+
+    # -- consuming -------------------------------------------------------------------
+
+    def reserve(self, timeout: float | None = None) -> Job[BodyT]:
+        """Reserve a job from a watched tube.
+
+        ``None`` waits however long it takes; a number of seconds (a float is
+        rounded up) waits at most that long, ``0`` only polls. Raises
+        :class:`beanproto.TimedOutError` when no job came in time and
+        :class:`beanproto.DeadlineSoonError` when a job this client holds is
+        about to reach its TTR. While a reserve waits the socket timeout is
+        ``None`` (plain reserve) or ``timeout`` plus the client's timeout.
+        """
+        if timeout is None:
+            event = self._request(Reserve(), _SAME if self._timeout is None else None)
+        else:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                raise TypeError(f"timeout must be a number, not {type(timeout).__name__}")
+            if not 0 <= timeout <= MAX_RESERVE_TIMEOUT:
+                raise InvalidArgument(
+                    f"timeout must be between 0 and {MAX_RESERVE_TIMEOUT} seconds, got {timeout}"
+                )
+            seconds = math.ceil(timeout)
+            if seconds == 0:
+                event = self._request(ReserveWithTimeout(0))
+            else:
+                wait = _SAME if self._timeout is None else seconds + self._timeout
+                event = self._request(ReserveWithTimeout(seconds), wait)
+        return self._job(event)
+
+    def reserve_job(self, id: int) -> Job[BodyT]:
+        """Reserve job ``id`` whatever its tube or state (beanstalkd 1.12+)."""
+        return self._job(self._request(ReserveJob(id)))
+
+    def delete(self, job_or_id: Job[Any] | int) -> None:
+        """Delete a job (a :class:`beanproto.Job` or its id)."""
+        event = self._request(Delete(_job_id(job_or_id)))
+        if type(event) is not Deleted:
+            raise error_for_event(event)
+
+    def delete_many(self, jobs_or_ids: Iterable[Job[Any] | int]) -> None:
+        """Delete many jobs in one pipelined exchange.
+
+        Every reply is read; if any delete was refused, the first refusal is
+        raised with ``exc.outcomes``: one entry per job, its id (``int``) when it
+        was deleted, or the :class:`beanproto.CommandError`.
+        """
+        commands = [Delete(_job_id(j)) for j in jobs_or_ids]
+        if not commands:
+            return
+        events = self._exchange(commands)
+        for event in events:
+            if type(event) is not Deleted:
+                self._check(commands, events, Deleted)
+
+    def release(
+        self, job_or_id: Job[Any] | int, priority: int = DEFAULT_PRIORITY, delay: int = 0
+    ) -> None:
+        """Put a reserved job back into the ready queue (or delayed, by ``delay`` s)."""
+        event = self._request(Release(_job_id(job_or_id), priority, delay))
+        if type(event) is not Released:
+            raise error_for_event(event)
+
+    def bury(self, job_or_id: Job[Any] | int, priority: int = DEFAULT_PRIORITY) -> None:
+        """Set a reserved job aside until it is kicked."""
+        event = self._request(Bury(_job_id(job_or_id), priority))
+        if type(event) is not BuriedEvent:
+            raise error_for_event(event)
+
+    def touch(self, job_or_id: Job[Any] | int) -> None:
+        """Ask for more time: restart the TTR of a reserved job."""
+        event = self._request(Touch(_job_id(job_or_id)))
+        if type(event) is not Touched:
+            raise error_for_event(event)
+
+    def watch(self, tube: str) -> int:
+        """Add ``tube`` to the watch list; return how many tubes are watched."""
+        event = self._request(Watch(tube))
+        if type(event) is Watching:
+            return event.count
+        raise error_for_event(event)
+
+    def ignore(self, tube: str) -> int:
+        """Remove ``tube`` from the watch list; return how many tubes are watched.
+
+        Raises :class:`beanproto.NotIgnoredError` for the last watched tube.
+        """
+        event = self._request(Ignore(tube))
+        if type(event) is Watching:
+            return event.count
+        raise error_for_event(event)
+
+    def watching(self) -> list[str]:
+        """The watched tubes (asks the server)."""
+        event = self._request(ListTubesWatched())
+        if type(event) is TubeList:
+            return list(event.tubes)
+        raise error_for_event(event)
+
+    # -- inspecting ------------------------------------------------------------------
+
+    def peek(self, id: int) -> Job[BodyT]:
+        """Job ``id``, in any state. Raises :class:`beanproto.NotFoundError`."""
+        return self._job(self._request(Peek(id)))
+
+    def peek_ready(self) -> Job[BodyT]:
+        """The next ready job of the used tube."""
+        return self._job(self._request(PeekReady()))
+
+    def peek_delayed(self) -> Job[BodyT]:
+        """The delayed job of the used tube that becomes ready first."""
+        return self._job(self._request(PeekDelayed()))
+
+    def peek_buried(self) -> Job[BodyT]:
+        """The next buried job of the used tube."""
+        return self._job(self._request(PeekBuried()))
+
+    def kick(self, bound: int) -> int:
+        """Kick up to ``bound`` buried (or else delayed) jobs of the used tube; return
+        how many were kicked."""
+        event = self._request(Kick(bound))
+        if type(event) is Kicked and event.count is not None:
+            return event.count
+        raise error_for_event(event)
+
+    def kick_job(self, job_or_id: Job[Any] | int) -> None:
+        """Kick one buried or delayed job into the ready queue."""
+        event = self._request(KickJob(_job_id(job_or_id)))
+        if type(event) is not Kicked:
+            raise error_for_event(event)
+
+    def stats(self) -> ServerStats:
+        """The server's statistics."""
+        event = self._request(Stats())
+        if type(event) is ServerStats:
+            return event
+        raise error_for_event(event)
+
+    def stats_job(self, job_or_id: Job[Any] | int) -> JobStats:
+        """A job's statistics."""
+        event = self._request(StatsJob(_job_id(job_or_id)))
+        if type(event) is JobStats:
+            return event
+        raise error_for_event(event)
+
+    def stats_tube(self, tube: str) -> TubeStats:
+        """A tube's statistics. Raises :class:`beanproto.NotFoundError` for a tube
+        that does not exist."""
+        event = self._request(StatsTube(tube))
+        if type(event) is TubeStats:
+            return event
+        raise error_for_event(event)
+
+    def tubes(self) -> list[str]:
+        """Every existing tube."""
+        event = self._request(ListTubes())
+        if type(event) is TubeList:
+            return list(event.tubes)
+        raise error_for_event(event)
+
+    def pause_tube(self, tube: str, delay: int) -> None:
+        """Hold back reserves from ``tube`` for ``delay`` seconds."""
+        event = self._request(PauseTube(tube, delay))
+        if type(event) is not Paused:
+            raise error_for_event(event)
+
+    # -- lifetime --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection. Idempotent, and never blocks for long.
+
+        A healthy, idle connection is sent ``quit`` first (best effort, at most
+        about a second). May be called from another thread to abort a call in
+        progress (e.g. a waiting :meth:`reserve`), which then raises
+        :class:`beanproto.BrokenConnectionError`.
+        """
+        if not self._lock.acquire(False):
+            # Another thread is mid-exchange: shut the socket down under it, and
+            # give it a moment to notice (it closes the socket on its way out).
+            if self._broken is None:
+                self._broken = "the client was closed"
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+            if self._lock.acquire(timeout=_QUIT_TIMEOUT):
+                try:
+                    self._conn.send_failed()
+                    self._sock.close()
+                finally:
+                    self._lock.release()
+            return
+        try:
+            if self._broken is not None:
+                return
+            self._broken = "the client was closed"
+            conn = self._conn
+            sock = self._sock
+            if conn.state is State.OPEN and not conn.pending:
+                try:
+                    timeout = self._timeout
+                    sock.settimeout(
+                        _QUIT_TIMEOUT if timeout is None else min(timeout, _QUIT_TIMEOUT)
+                    )
+                    sock.sendall(conn.send(Quit()))
+                except (OSError, Error):
+                    pass
+            sock.close()
+        finally:
+            self._lock.release()
+
+    @property
+    def closed(self) -> bool:
+        """True once the client was closed or broken; every call then raises
+        :class:`beanproto.BrokenConnectionError`."""
+        return self._broken is not None
+
+    def __enter__(self) -> Client[BodyT]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "open" if self._broken is None else "closed"
+        return f"<beanproto_sync.Client {self._address} {state}>"
+
+
+def _eof() -> BrokenConnectionError:
+    return BrokenConnectionError("the server closed the connection")
+
+
+def _wait_io(sock: socket.socket, timeout: float | None) -> bool:
+    """Wait until ``sock`` is readable or writable; True if readable.
+    Raises ``TimeoutError`` after ``timeout`` seconds."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLOUT)
+        ready = poller.poll(None if timeout is None else timeout * 1000)
+        if not ready:
+            raise TimeoutError("timed out")
+        mask = ready[0][1]
+        # Errors and hang-ups show as readable, so the read reports them.
+        return bool(mask & (select.POLLIN | select.POLLERR | select.POLLHUP))
+    readable, writable, _ = select.select([sock], [sock], [], timeout)  # pragma: no cover
+    if not readable and not writable:  # pragma: no cover
+        raise TimeoutError("timed out")
+    return bool(readable)  # pragma: no cover

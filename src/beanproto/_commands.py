@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Final, TypeAlias
+from typing import Any, ClassVar, Final, TypeAlias
 
 from ._errors import InvalidArgument
 
@@ -111,6 +111,8 @@ class Command:
 
     #: The protocol's name of the command, e.g. ``"reserve-with-timeout"``.
     verb: ClassVar[str]
+    #: The replies this command may get (set by ``_connection`` from its table).
+    _replies: ClassVar[dict[bytes, Any]]
 
     def _encode(self) -> bytes:
         raise NotImplementedError  # pragma: no cover

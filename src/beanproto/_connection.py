@@ -203,8 +203,9 @@ def _stats_job(cmd: Command, parts: list[bytes], body: bytes) -> Event:
 
 Build = Callable[[Command, list[bytes], bytes], Event]
 #: (arguments on the line, a body follows, build the event, tokens on the line,
-#: the event changes what the connection knows).
-ReplySpec = tuple[int, bool, Build, int, bool]
+#: the event changes what the connection knows, the event itself when it is
+#: always the same one, e.g. ``Deleted()``).
+ReplySpec = tuple[int, bool, Build, int, bool, "Event | None"]
 
 
 def _reply(arity: int, build: Build) -> tuple[int, Build]:
@@ -212,7 +213,12 @@ def _reply(arity: int, build: Build) -> tuple[int, Build]:
 
 
 def _const(event: Event) -> tuple[int, Build]:
-    return (0, lambda cmd, parts, body: event)
+    build: Build = lambda cmd, parts, body: event  # noqa: E731
+    _CONSTANTS[build] = event
+    return (0, build)
+
+
+_CONSTANTS: Final[dict[Build, Event]] = {}
 
 
 def _tube_list(cmd: Command, parts: list[bytes], body: bytes) -> Event:
@@ -300,11 +306,21 @@ _STATEFUL: Final = frozenset({Use, Watch, Ignore, ListTubeUsed, ListTubesWatched
 #: can follow any command but ``quit``, which gets no reply at all.
 REPLIES: Final[dict[type[Command], dict[bytes, ReplySpec]]] = {
     kind: {
-        word: (arity, word in BODY_WORDS, build, arity + 1, kind in _STATEFUL)
+        word: (
+            arity,
+            word in BODY_WORDS,
+            build,
+            arity + 1,
+            kind in _STATEFUL,
+            _CONSTANTS.get(build),
+        )
         for word, (arity, build) in ({**row, **_GENERAL} if kind is not Quit else {}).items()
     }
     for kind, row in _ROWS.items()
 }
+
+for _kind, _row in REPLIES.items():
+    _kind._replies = _row  # the reader finds a command's row through its class
 
 _OPEN: Final = State.OPEN
 _QUIT_SENT: Final = State.QUIT_SENT
@@ -323,6 +339,7 @@ class Connection:
         "_buffer",
         "_closed_by",
         "_deferred",
+        "_head",
         "_last_blocking",
         "_partial",
         "_pending",
@@ -347,20 +364,23 @@ class Connection:
         if max_body_size < 0:
             raise InvalidArgument("max_body_size must not be negative")
         self._buffer = ReceiveBuffer(max_line_size, max_body_size)
-        self._pending: deque[Command] = deque()
+        # Commands awaiting replies are _pending[_head:]; the reader advances
+        # _head instead of popping, and the list is trimmed when it is drained.
+        self._pending: list[Command] = []
+        self._head = 0
         self._ready: deque[Event] = deque()  # parsed, not yet handed out
         self._deferred: RemoteProtocolError | None = None
         self._state = State.OPEN
         self._closed_by: BaseException | str | None = None
         self._partial: tuple[ReplySpec, list[bytes]] | None = None  # header of a body
-        self._sent = 0  # commands sent; those answered are _sent - len(_pending)
+        self._sent = 0  # commands sent; the unanswered are the last len(_pending) - _head
         self._last_blocking = -1  # the sequence number of the last blocking reserve
         self._used = DEFAULT_TUBE
         self._watched: dict[str, None] = {DEFAULT_TUBE: None}
 
     def __repr__(self) -> str:
         return (
-            f"<beanproto.Connection {self._state.value}, {len(self._pending)} replies owed, "
+            f"<beanproto.Connection {self._state.value}, {self._owed()} replies owed, "
             f"using {self._used!r}>"
         )
 
@@ -384,7 +404,7 @@ class Connection:
     @property
     def pending(self) -> tuple[Command, ...]:
         """Commands sent whose replies have not been received yet, oldest first."""
-        return tuple(self._pending)
+        return tuple(self._pending[self._head :])
 
     @property
     def reserve_waiting(self) -> bool:
@@ -393,7 +413,10 @@ class Connection:
         The server reads nothing else from the connection meanwhile, and the
         only way to abort it is to close the connection.
         """
-        return self._last_blocking >= self._sent - len(self._pending)
+        return self._last_blocking >= self._sent - self._owed()
+
+    def _owed(self) -> int:
+        return len(self._pending) - self._head
 
     @property
     def max_line_size(self) -> int:
@@ -505,24 +528,40 @@ class Connection:
         # of a method call per reply is most of the budget. Frames that are
         # complete in buffer.buf are parsed here; ReceiveBuffer handles the rest
         # (merging chunks, collecting a body that is still arriving).
+        pending = self._pending
+        head = self._parse_from(self._head)
+        self._head = head
+        if head:
+            if head == len(pending):
+                pending.clear()
+                self._head = 0
+            elif head > 1024 and head * 2 > len(pending):
+                del pending[:head]
+                self._head = 0
+
+    def _parse_from(self, head: int) -> int:
+        """Parse from pending command ``head`` on; return the new head. (After an
+        error the head is left behind, which no longer matters.)"""
         buffer = self._buffer
         pending = self._pending
+        owed = len(pending)
         append = self._ready.append
-        popleft = pending.popleft
-        max_line = buffer.max_line_size
+        longest = buffer.max_line_size - 2  # without the CRLF
+        spec: ReplySpec | None
+        event: Event | None
         max_body = buffer.max_body_size
-        rows = REPLIES
         while True:
             partial = self._partial
             if partial is not None:
                 body = buffer.body()
                 if body is None:
-                    return
+                    return head
                 self._partial = None
-                cmd = pending[0]
-                event = partial[0][2](cmd, partial[1], body)
-                popleft()
-                if partial[0][4]:
+                cmd = pending[head]
+                spec = partial[0]
+                event = spec[2](cmd, partial[1], body)
+                head += 1
+                if spec[4]:
                     self._after(cmd, event)
                 append(event)
             buf = buffer.buf
@@ -535,23 +574,24 @@ class Connection:
                 if i < 0:
                     if pos == n and not buffer.chunks:
                         buffer.pos = buffer.scan = pos
-                        return
+                        return head
                     buffer.pos = pos
                     buffer.scan = scan
                     if buffer.need_line():
                         break
-                    return
-                if i + 2 - pos > max_line:
+                    return head
+                if i - pos > longest:
                     buffer.line_too_long()
                 parts = buf[pos:i].split(b" ")
-                if not pending:
+                if head == owed:
                     raise RemoteProtocolError(
                         f"the server sent {buf[pos:i][:60]!r} when no reply was owed"
                     )
-                cmd = pending[0]
-                spec = rows[type(cmd)].get(parts[0])
+                cmd = pending[head]
+                spec = cmd._replies.get(parts[0])
                 if spec is None or len(parts) != spec[3]:
                     raise self._unexpected(cmd, parts, spec)
+                event = spec[5]
                 if spec[1]:
                     token = parts[-1]
                     if not token.isdigit() or len(token) > 19:
@@ -578,9 +618,10 @@ class Connection:
                     event = spec[2](cmd, parts, buf[start:end])
                     pos = scan = end + 2
                 else:
-                    event = spec[2](cmd, parts, b"")
+                    if event is None:
+                        event = spec[2](cmd, parts, b"")
                     pos = scan = i + 2
-                popleft()
+                head += 1
                 if spec[4]:
                     self._after(cmd, event)
                 append(event)
@@ -613,20 +654,21 @@ class Connection:
     def _no_event(self) -> Event | NeedData:
         buffer = self._buffer
         pending = self._pending
+        first = pending[self._head] if self._owed() else None
         if buffer.eof:
             if buffer.in_body or len(buffer):
                 raise RemoteProtocolError(
                     "the server closed the connection in the middle of a reply"
                 )
-            if pending and type(pending[0]) is not Quit:
+            if first is not None and type(first) is not Quit:
                 raise RemoteProtocolError(
-                    f"the server closed the connection while a reply to {pending[0].verb!r} "
-                    "was owed"
+                    f"the server closed the connection while a reply to {first.verb!r} was owed"
                 )
             pending.clear()
+            self._head = 0
             self._state = State.CLOSED
             return ConnectionClosed()
-        if len(buffer) and (not pending or type(pending[0]) is Quit):
+        if len(buffer) and (first is None or type(first) is Quit):
             raise RemoteProtocolError("the server sent bytes when no reply was owed")
         return NEED_DATA
 

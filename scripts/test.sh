@@ -14,4 +14,4 @@ echo "== ruff format --check"
 echo "== mypy --strict src"
 .venv/bin/mypy --strict src
 echo "== pytest"
-.venv/bin/python -m pytest --cov --cov-report=term --cov-fail-under=97 -p no:cacheprovider "$@"
+.venv/bin/python -m pytest --cov --cov-report=term --cov-fail-under=99 -p no:cacheprovider "$@"

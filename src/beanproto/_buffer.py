@@ -81,7 +81,7 @@ class ReceiveBuffer:
             # All read: the chunk becomes the buffer (the one-reply-per-read case).
             self.buf = data
             self.pos = self.scan = 0
-        elif data:
+        else:
             self.chunks.append(data)
 
     def start_body(self, size: int) -> None:
@@ -108,9 +108,7 @@ class ReceiveBuffer:
         # A trailing b"\r" may be the first half of the CRLF: search it again.
         self.scan = end - 1 if rest else end
         chunks = self.chunks
-        if not rest:
-            if not chunks:
-                return False
+        if not rest:  # the reader calls with buf read to the end only when chunks wait
             self._merge()
             return True
         # Copy the partial line into a merge only when a chunk can end it.

@@ -646,7 +646,8 @@ class Connection:
         elif type(event) is Watching:
             if type(cmd) is Watch:
                 self._watched[cmd.tube] = None
-            elif type(cmd) is Ignore:
+            else:
+                assert type(cmd) is Ignore
                 self._watched.pop(cmd.tube, None)
         elif type(event) is TubeList:
             self._watched = dict.fromkeys(event.tubes)

@@ -1,0 +1,116 @@
+"""Smaller behaviours of the core: how chunks are fed, error mapping, reprs."""
+
+from __future__ import annotations
+
+import pytest
+
+import beanproto as bp
+
+
+def test_bytes_like_data_is_accepted_and_copied() -> None:
+    conn = bp.Connection()
+    conn.send(bp.Put(b"x"))
+    data = bytearray(b"INSERTED 7\r\n")
+    conn.receive_data(data)  # type: ignore[arg-type]
+    data[:] = b"garbage!!!!!"
+    conn.receive_data(memoryview(b""))  # type: ignore[arg-type]  # b"" is EOF...
+    assert conn.next_event() == bp.Inserted(7)
+    assert conn.next_event() == bp.ConnectionClosed()
+
+
+def test_chunks_fed_before_reading_are_all_parsed() -> None:
+    conn = bp.Connection()
+    for _ in range(3):
+        conn.send(bp.Delete(1))
+    conn.receive_data(b"DELETED\r\n")
+    conn.receive_data(b"NOT_FOUND\r\n")
+    conn.receive_data(b"DEL")
+    conn.receive_data(b"ETED\r\n")
+    assert conn.buffered == len(b"DELETED\r\nNOT_FOUND\r\nDELETED\r\n")
+    events = [conn.next_event() for _ in range(4)]
+    assert events == [bp.Deleted(), bp.NotFound(), bp.Deleted(), bp.NEED_DATA]
+    assert conn.buffered == 0
+
+
+def test_many_pipelined_replies_trim_the_pending_list() -> None:
+    conn = bp.Connection()
+    n = 5000
+    for _ in range(n):
+        conn.send(bp.Put(b"x"))
+    stream = b"".join(b"INSERTED %d\r\n" % i for i in range(n))
+    answered = 0
+    for start in range(0, len(stream), 4096):
+        conn.receive_data(stream[start : start + 4096])
+        while (event := conn.next_event()) is not bp.NEED_DATA:
+            assert event == bp.Inserted(answered)
+            answered += 1
+        assert len(conn.pending) == n - answered
+    assert answered == n and conn.pending == ()
+
+
+@pytest.mark.parametrize(
+    ("event", "error"),
+    [
+        (bp.NotFound(), bp.NotFoundError),
+        (bp.TimedOut(), bp.TimedOutError),
+        (bp.DeadlineSoon(), bp.DeadlineSoonError),
+        (bp.NotIgnored(), bp.NotIgnoredError),
+        (bp.ExpectedCrlf(), bp.ExpectedCrlfError),
+        (bp.JobTooBig(), bp.JobTooBigError),
+        (bp.Draining(), bp.DrainingError),
+        (bp.BadFormat(), bp.BadFormatError),
+        (bp.UnknownCommand(), bp.UnknownCommandError),
+        (bp.OutOfMemory(), bp.OutOfMemoryError),
+        (bp.InternalError(), bp.InternalServerError),
+        (bp.ConnectionClosed(), bp.BrokenConnectionError),
+        (bp.Inserted(1), bp.RemoteProtocolError),
+    ],
+)
+def test_error_for_event(event: bp.Event, error: type[bp.Error]) -> None:
+    exc = bp.error_for_event(event)
+    assert type(exc) is error
+    if isinstance(exc, bp.CommandError):
+        assert exc.reply == type(exc).reply != ""
+        assert str(exc) == exc.reply
+        assert exc.outcomes is None
+
+
+def test_buried_error_carries_the_id() -> None:
+    exc = bp.error_for_event(bp.Buried(12))
+    assert isinstance(exc, bp.BuriedError) and exc.id == 12
+    assert "12" in str(exc)
+    bare = bp.error_for_event(bp.Buried())
+    assert isinstance(bare, bp.BuriedError) and bare.id is None
+
+
+def test_reprs_do_not_leak_bodies() -> None:
+    job = bp.Job(3, b"secret payload")
+    assert "secret" not in repr(job) and "14 bytes" in repr(job)
+    conn = bp.Connection()
+    conn.send(bp.Put(b"secret"))
+    assert repr(conn) == "<beanproto.Connection open, 1 replies owed, using 'default'>"
+    assert repr(bp.NEED_DATA) == str(bp.NEED_DATA) == "NEED_DATA"
+
+
+def test_connection_limits_are_checked() -> None:
+    with pytest.raises(TypeError):
+        bp.Connection(max_line_size="224")  # type: ignore[arg-type]
+    with pytest.raises(bp.InvalidArgument):
+        bp.Connection(max_line_size=100)
+    with pytest.raises(bp.InvalidArgument):
+        bp.Connection(max_body_size=-1)
+    conn = bp.Connection(max_line_size=300, max_body_size=10)
+    assert (conn.max_line_size, conn.max_body_size) == (300, 10)
+
+
+def test_send_failed_after_a_clean_close_keeps_it_closed() -> None:
+    conn = bp.Connection()
+    conn.receive_data(b"")
+    assert conn.next_event() == bp.ConnectionClosed()
+    conn.send_failed()
+    assert conn.state is bp.State.CLOSED
+    conn2 = bp.Connection()
+    conn2.send_failed()
+    assert conn2.state is bp.State.BROKEN
+    with pytest.raises(bp.LocalProtocolError, match="send_failed"):
+        conn2.next_event()

@@ -500,6 +500,22 @@ class Connection:
         if state is not _OPEN and state is not _QUIT_SENT:
             return self._closed_event()
         try:
+            buffer = self._buffer
+            buf = buffer.buf
+            pos = buffer.pos
+            i = buf.find(b"\r\n", pos)
+            # Request/response: the buffer holds exactly one reply. The same
+            # steps as _parse_from's loop, without its set-up; anything unusual
+            # falls through to it.
+            if (
+                0 <= i - pos <= buffer.max_line_size - 2
+                and not buffer.chunks
+                and self._partial is None
+                and self._head < len(self._pending)
+            ):
+                event = self._one_reply(buffer, buf, pos, i)
+                if event is not None:
+                    return event
             self._parse()
             if ready:
                 return ready.popleft()
@@ -512,6 +528,39 @@ class Connection:
             # Replies that came before the offending bytes are still good.
             self._deferred = exc
             return ready.popleft()
+
+    def _one_reply(self, buffer: ReceiveBuffer, buf: bytes, pos: int, i: int) -> Event | None:
+        pending = self._pending
+        head = self._head
+        cmd = pending[head]
+        parts = buf[pos:i].split(b" ")
+        spec: ReplySpec | None = cmd._replies.get(parts[0])
+        if spec is None or len(parts) != spec[3]:
+            return None
+        end = len(buf)
+        if not spec[1]:
+            if i + 2 != end:
+                return None
+            event = spec[5]
+            if event is None:
+                event = spec[2](cmd, parts, b"")
+        else:
+            token = parts[-1]
+            if not token.isdigit() or len(token) > 19:
+                return None
+            stop = i + 2 + int(token)
+            if stop + 2 != end or stop - i - 2 > buffer.max_body_size or buf[stop:] != b"\r\n":
+                return None
+            event = spec[2](cmd, parts, buf[i + 2 : stop])
+        buffer.pos = buffer.scan = end
+        if head + 1 == len(pending):
+            pending.clear()
+            self._head = 0
+        else:
+            self._head = head + 1
+        if spec[4]:
+            self._after(cmd, event)
+        return event
 
     def _closed_event(self) -> Event:
         if self._state is State.CLOSED:

@@ -323,6 +323,7 @@ for _kind, _row in REPLIES.items():
     _kind._replies = _row  # the reader finds a command's row through its class
 
 _OPEN: Final = State.OPEN
+_BROKEN: Final = State.BROKEN
 _QUIT_SENT: Final = State.QUIT_SENT
 
 
@@ -450,7 +451,7 @@ class Connection:
         """
         if not isinstance(command, Command):
             raise TypeError(f"send() takes a beanproto command, not {type(command).__name__}")
-        if self._state is not State.OPEN:
+        if self._state is not _OPEN:
             raise self._not_open("send")
         data = command._encode()
         self._pending.append(command)
@@ -479,7 +480,7 @@ class Connection:
             if data:
                 raise LocalProtocolError("receive_data() after the end of the stream")
             return
-        if self._state is State.BROKEN:
+        if self._state is _BROKEN:
             return
         if data:
             self._buffer.feed(data)
@@ -507,15 +508,45 @@ class Connection:
             # Request/response: the buffer holds exactly one reply. The same
             # steps as _parse_from's loop, without its set-up; anything unusual
             # falls through to it.
+            pending = self._pending
+            head = self._head
             if (
                 0 <= i - pos <= buffer.max_line_size - 2
+                and head < len(pending)
                 and not buffer.chunks
                 and self._partial is None
-                and self._head < len(self._pending)
             ):
-                event = self._one_reply(buffer, buf, pos, i)
-                if event is not None:
-                    return event
+                cmd = pending[head]
+                parts = buf[pos:i].split(b" ")
+                spec: ReplySpec | None = cmd._replies.get(parts[0])
+                if spec is not None and len(parts) == spec[3]:
+                    end = len(buf)
+                    event: Event | None = None
+                    if not spec[1]:
+                        if i + 2 == end:
+                            event = spec[5]
+                            if event is None:
+                                event = spec[2](cmd, parts, b"")
+                    else:
+                        token = parts[-1]
+                        if token.isdigit() and len(token) < 20:
+                            stop = i + 2 + int(token)
+                            if (
+                                stop + 2 == end
+                                and stop - i - 2 <= buffer.max_body_size
+                                and buf[stop:] == b"\r\n"
+                            ):
+                                event = spec[2](cmd, parts, buf[i + 2 : stop])
+                    if event is not None:
+                        buffer.pos = buffer.scan = end
+                        if head + 1 == len(pending):
+                            pending.clear()
+                            self._head = 0
+                        else:
+                            self._head = head + 1
+                        if spec[4]:
+                            self._after(cmd, event)
+                        return event
             self._parse()
             if ready:
                 return ready.popleft()
@@ -528,39 +559,6 @@ class Connection:
             # Replies that came before the offending bytes are still good.
             self._deferred = exc
             return ready.popleft()
-
-    def _one_reply(self, buffer: ReceiveBuffer, buf: bytes, pos: int, i: int) -> Event | None:
-        pending = self._pending
-        head = self._head
-        cmd = pending[head]
-        parts = buf[pos:i].split(b" ")
-        spec: ReplySpec | None = cmd._replies.get(parts[0])
-        if spec is None or len(parts) != spec[3]:
-            return None
-        end = len(buf)
-        if not spec[1]:
-            if i + 2 != end:
-                return None
-            event = spec[5]
-            if event is None:
-                event = spec[2](cmd, parts, b"")
-        else:
-            token = parts[-1]
-            if not token.isdigit() or len(token) > 19:
-                return None
-            stop = i + 2 + int(token)
-            if stop + 2 != end or stop - i - 2 > buffer.max_body_size or buf[stop:] != b"\r\n":
-                return None
-            event = spec[2](cmd, parts, buf[i + 2 : stop])
-        buffer.pos = buffer.scan = end
-        if head + 1 == len(pending):
-            pending.clear()
-            self._head = 0
-        else:
-            self._head = head + 1
-        if spec[4]:
-            self._after(cmd, event)
-        return event
 
     def _closed_event(self) -> Event:
         if self._state is State.CLOSED:

@@ -1,0 +1,6 @@
+"""``python -m beanproto_cli``: the ``beanproto`` command."""
+
+from beanproto_cli import main
+
+if __name__ == "__main__":
+    main()

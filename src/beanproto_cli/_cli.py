@@ -1,0 +1,838 @@
+"""The ``beanproto`` command: click commands over :class:`beanproto_sync.Client`.
+
+Theory of operation: every command opens its own blocking client (``_connect``)
+to the address from ``--address``, ``BEANSTALKD_URL`` or the default, does its
+work, and prints either for people (rich tables, bodies made safe for a
+terminal) or, with ``--json``, for scripts (stable keys: the attribute names of
+:mod:`beanproto`'s stats types). Errors never show a traceback: the group's
+``invoke`` turns beanproto's exceptions into click exceptions with a message
+and an exit status: 1 for a refusal by the server (``job 5 not found``), 2 for
+a usage error (click's own) or a connection that failed or broke.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any, Final, cast
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from beanproto import (
+    DEFAULT_PRIORITY,
+    DEFAULT_TTR,
+    DEFAULT_TUBE,
+    BrokenConnectionError,
+    CommandError,
+    DeadlineSoonError,
+    InvalidArgument,
+    Job,
+    NotFoundError,
+    RemoteProtocolError,
+    TimedOutError,
+    TubeStats,
+)
+from beanproto_sync import Client
+
+from ._address import DEFAULT_ADDRESS, AddressError, describe, parse_address
+from ._render import body_json, body_text, key_value_table, stats_dict, top_frame, tubes_table
+
+__all__ = ["cli", "main"]
+
+#: Socket timeout for connecting and for every reply (not the wait of a reserve).
+SOCKET_TIMEOUT: Final = 30.0
+#: Jobs per pipelined ``put_many`` when reading standard input.
+BATCH_SIZE: Final = 1000
+#: ``put`` prints the ids up to this many jobs, and only a count beyond.
+MAX_IDS_SHOWN: Final = 100
+
+_U32: Final = click.IntRange(0, 2**32 - 1)
+_JOB_ID: Final = click.IntRange(0, 2**64 - 1)
+
+
+class Refused(click.ClickException):
+    """The server refused what was asked (exit status 1)."""
+
+    exit_code = 1
+
+
+class ConnectionFailed(click.ClickException):
+    """The server could not be reached, or the connection broke (exit status 2)."""
+
+    exit_code = 2
+
+
+@dataclass
+class _Settings:
+    address: str | None = None
+
+    def target(self) -> tuple[tuple[str, int] | str, str]:
+        """The address to connect to, and how to show it."""
+        if self.address is not None:
+            text, source = self.address, "--address"
+        elif os.environ.get("BEANSTALKD_URL"):
+            text, source = os.environ["BEANSTALKD_URL"], "BEANSTALKD_URL"
+        else:
+            text, source = DEFAULT_ADDRESS, "the default address"
+        try:
+            address = parse_address(text)
+        except AddressError as exc:
+            raise click.UsageError(f"invalid {source}: {exc}") from None
+        return address, describe(address)
+
+
+def _store_address(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(_Settings).address = value
+
+
+_ADDRESS_HELP: Final = (
+    "Server: host:port, unix:/path, beanstalk://host:port or unix:///path "
+    f"[default: $BEANSTALKD_URL, else {DEFAULT_ADDRESS}]"
+)
+
+
+def _address_option(f: Any) -> Any:
+    return click.option(
+        "--address",
+        "-a",
+        metavar="ADDRESS",
+        expose_value=False,
+        callback=_store_address,
+        is_eager=True,
+        help=_ADDRESS_HELP,
+    )(f)
+
+
+def _json_option(f: Any) -> Any:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Machine-readable JSON output (stable keys)."
+    )(f)
+
+
+def _tube_option(f: Any) -> Any:
+    return click.option(
+        "--tube", "-t", default=DEFAULT_TUBE, show_default=True, help="The tube to work on."
+    )(f)
+
+
+def _reason(exc: BaseException) -> str:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError):
+            return cause.strerror or str(cause) or type(cause).__name__
+        cause = cause.__cause__
+    return str(exc) or type(exc).__name__
+
+
+def _target(ctx: click.Context) -> tuple[tuple[str, int] | str, str]:
+    return ctx.ensure_object(_Settings).target()
+
+
+@contextlib.contextmanager
+def _connect(
+    ctx: click.Context,
+    *,
+    use: str | None = None,
+    watch: str | Iterable[str] | None = None,
+    address: tuple[tuple[str, int] | str, str] | None = None,
+) -> Iterator[Client[bytes]]:
+    target, shown = address if address is not None else _target(ctx)
+    ctx.meta["beanproto.address"] = shown
+    try:
+        client = Client(target, use=use, watch=watch, timeout=SOCKET_TIMEOUT)
+    except InvalidArgument as exc:
+        raise click.UsageError(str(exc)) from None
+    except (OSError, BrokenConnectionError, RemoteProtocolError) as exc:
+        raise ConnectionFailed(f"cannot connect to {shown}: {_reason(exc)}") from None
+    with client:
+        yield client
+
+
+class _Group(click.Group):
+    """Turns beanproto's exceptions into messages and exit statuses."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InvalidArgument as exc:
+            raise click.UsageError(str(exc)) from None
+        except CommandError as exc:
+            raise Refused(f"the server refused: {exc.reply or type(exc).__name__}") from None
+        except (BrokenConnectionError, RemoteProtocolError) as exc:
+            shown = ctx.meta.get("beanproto.address", "the server")
+            raise ConnectionFailed(f"connection to {shown} failed: {_reason(exc)}") from None
+        except TimeoutError:
+            shown = ctx.meta.get("beanproto.address", "the server")
+            raise ConnectionFailed(f"{shown} did not answer within {SOCKET_TIMEOUT:g} s") from None
+
+
+def _console(*, stderr: bool = False) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        # Piped or captured: no wrapping at 80 columns.
+        console = Console(stderr=stderr, highlight=False, width=200)
+    return console
+
+
+def _binary_stream(stream: IO[str]) -> IO[bytes]:
+    """The bytes under a text stream (``sys.stdin``/``sys.stdout``, or a test's)."""
+    return cast(IO[bytes], getattr(stream, "buffer", stream))
+
+
+def _emit_json(value: object) -> None:
+    click.echo(json.dumps(value, indent=2))
+
+
+def _tube_stats(client: Client[bytes]) -> list[TubeStats]:
+    """Stats of every tube, sorted by name (a tube that vanished meanwhile is left out)."""
+    out: list[TubeStats] = []
+    for name in sorted(client.tubes()):
+        try:
+            out.append(client.stats_tube(name))
+        except NotFoundError:
+            continue
+    return out
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@_address_option
+@click.version_option(package_name="beanproto", prog_name="beanproto")
+def cli() -> None:
+    """Inspect and operate a beanstalkd server.
+
+    The server is given by --address (on the group or on any command), else by
+    the BEANSTALKD_URL environment variable (beanstalk://host:port or
+    unix:///path), else 127.0.0.1:11300.
+
+    Exit status: 0 on success, 1 when the server refuses (e.g. no such job),
+    2 for invalid input or when the server cannot be reached.
+    """
+
+
+# -- read commands -------------------------------------------------------------------------
+
+
+@cli.command()
+@_address_option
+@_json_option
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Show the server's statistics."""
+    with _connect(ctx) as c:
+        result = c.stats()
+    if as_json:
+        _emit_json(stats_dict(result))
+    else:
+        _console().print(key_value_table(result, f"server {ctx.meta['beanproto.address']}"))
+
+
+@cli.command()
+@_address_option
+@_json_option
+@click.pass_context
+def tubes(ctx: click.Context, as_json: bool) -> None:
+    """One row per tube: urgent, ready, reserved, delayed, buried, waiting, paused.
+
+    "paused" is the time left of a pause, blank when the tube is not paused. With
+    --json, a list of every tube's full stats-tube fields.
+    """
+    with _connect(ctx) as c:
+        result = _tube_stats(c)
+    if as_json:
+        _emit_json([stats_dict(s) for s in result])
+    else:
+        _console().print(tubes_table(result))
+
+
+@cli.command("stats-job")
+@_address_option
+@_json_option
+@click.argument("job_id", metavar="ID", type=_JOB_ID)
+@click.pass_context
+def stats_job(ctx: click.Context, job_id: int, as_json: bool) -> None:
+    """Show one job's statistics."""
+    with _connect(ctx) as c:
+        try:
+            result = c.stats_job(job_id)
+        except NotFoundError:
+            raise Refused(f"job {job_id} not found") from None
+    if as_json:
+        _emit_json(stats_dict(result))
+    else:
+        _console().print(key_value_table(result, f"job {job_id}"))
+
+
+@cli.command("stats-tube")
+@_address_option
+@_json_option
+@click.argument("tube")
+@click.pass_context
+def stats_tube(ctx: click.Context, tube: str, as_json: bool) -> None:
+    """Show one tube's statistics."""
+    with _connect(ctx) as c:
+        try:
+            result = c.stats_tube(tube)
+        except NotFoundError:
+            raise Refused(_no_tube(tube)) from None
+    if as_json:
+        _emit_json(stats_dict(result))
+    else:
+        _console().print(key_value_table(result, f"tube {tube}"))
+
+
+def _no_tube(tube: str) -> str:
+    return f"tube {tube!r} not found (a tube exists while it has jobs or clients)"
+
+
+_PEEK_STATES: Final = ("ready", "delayed", "buried")
+
+
+@cli.command()
+@_address_option
+@_json_option
+@_tube_option
+@click.option("--raw", is_flag=True, help="Write the body's bytes, and nothing else, to stdout.")
+@click.argument("what", metavar="ready|delayed|buried|ID")
+@click.pass_context
+def peek(ctx: click.Context, what: str, tube: str, raw: bool, as_json: bool) -> None:
+    """Show a job: the next ready, delayed or buried one in --tube, or job ID.
+
+    The body is shown as text when it is printable UTF-8, else escaped
+    (Python repr style: b'\\x00...'); --raw writes the exact bytes, --json gives
+    the text (or null) and the bytes in base64.
+    """
+    if raw and as_json:
+        raise click.UsageError("--raw and --json cannot be used together")
+    if what in _PEEK_STATES:
+        with _connect(ctx, use=tube) as c:
+            method: dict[str, Callable[[], Job[bytes]]] = {
+                "ready": c.peek_ready,
+                "delayed": c.peek_delayed,
+                "buried": c.peek_buried,
+            }
+            try:
+                job = method[what]()
+            except NotFoundError:
+                raise Refused(f"no {what} job in tube {tube!r}") from None
+    else:
+        if not (what.isascii() and what.isdigit()) or int(what) >= 2**64:
+            raise click.BadParameter(
+                f"{what!r} is not ready, delayed, buried or a job id", param_hint="WHAT"
+            )
+        job_id = int(what)
+        with _connect(ctx) as c:
+            try:
+                job = c.peek(job_id)
+            except NotFoundError:
+                raise Refused(f"job {job_id} not found") from None
+    _show_job(job, raw=raw, as_json=as_json)
+
+
+def _show_job(job: Job[bytes], *, raw: bool, as_json: bool) -> None:
+    if raw:
+        out = _binary_stream(sys.stdout)
+        out.write(job.body)
+        out.flush()
+    elif as_json:
+        _emit_json(body_json(job.id, job.body))
+    else:
+        click.echo(f"job {job.id} ({len(job.body)} bytes)")
+        click.echo(body_text(job.body))
+
+
+# -- writing commands ----------------------------------------------------------------------
+
+
+def _put_options(f: Any) -> Any:
+    f = click.option(
+        "--ttr", type=click.IntRange(1, 2**32 - 1), default=DEFAULT_TTR, show_default=True,
+        help="Time to run, in seconds.",
+    )(f)  # fmt: skip
+    f = click.option("--delay", type=_U32, default=0, show_default=True, help="Delay, in seconds.")(
+        f
+    )
+    f = click.option(
+        "--priority", "-p", type=_U32, default=DEFAULT_PRIORITY, show_default=True,
+        help="Priority (0 is the most urgent).",
+    )(f)  # fmt: skip
+    return f
+
+
+def _stdin_size(stream: IO[bytes]) -> int | None:
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def _lines(stream: IO[bytes], counter: list[int]) -> Iterator[bytes]:
+    """Lines without their LF (or CRLF); blank lines are skipped. ``counter[0]``
+    counts the bytes read."""
+    for line in stream:
+        counter[0] += len(line)
+        if line.endswith(b"\n"):
+            line = line[:-1]
+            if line.endswith(b"\r"):
+                line = line[:-1]
+        if line:
+            yield line
+
+
+def _batches(items: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
+    batch: list[bytes] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@cli.command()
+@_address_option
+@_tube_option
+@_put_options
+@click.option(
+    "--file", "-f", "path", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    help="Put one job whose body is the file's content (- for all of stdin).",
+)  # fmt: skip
+@click.option(
+    "--lines", "-l", is_flag=True, help="Put one job per line of standard input (same as BODY -)."
+)
+@click.argument("body", required=False)
+@click.pass_context
+def put(
+    ctx: click.Context,
+    body: str | None,
+    path: str | None,
+    lines: bool,
+    tube: str,
+    priority: int,
+    delay: int,
+    ttr: int,
+) -> None:
+    """Put jobs into --tube: BODY, --file PATH, or one per line of stdin (--lines or -).
+
+    Lines are put in pipelined batches (blank lines are skipped), with a progress
+    bar when stderr is a terminal. Prints the new job ids, or only their count
+    beyond 100 jobs.
+    """
+    if body == "-":
+        body, lines = None, True
+    given = (body is not None) + (path is not None) + lines
+    if given != 1:
+        raise click.UsageError("give exactly one of BODY, --file PATH, or --lines (or -)")
+    with _connect(ctx, use=tube) as c:
+        if body is not None or path is not None:
+            if body is not None:
+                data = os.fsencode(body)
+            elif path == "-":
+                data = _binary_stream(sys.stdin).read()
+            else:
+                assert path is not None
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            click.echo(c.put(data, priority=priority, delay=delay, ttr=ttr))
+            return
+        _put_lines(c, tube, priority=priority, delay=delay, ttr=ttr)
+
+
+def _progress_wanted() -> bool:
+    """Show a progress bar for ``put --lines``: only when stderr is a terminal."""
+    return sys.stderr.isatty()
+
+
+def _put_lines(client: Client[bytes], tube: str, *, priority: int, delay: int, ttr: int) -> None:
+    stream = _binary_stream(sys.stdin)
+    counter = [0]
+    ids: list[int] = []
+    count = 0
+    progress: Progress | None = None
+    if _progress_wanted():
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn("put"),
+            BarColumn(),
+            TextColumn("{task.fields[jobs]} jobs"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+    with progress if progress is not None else contextlib.nullcontext():
+        task = None
+        if progress is not None:
+            task = progress.add_task("put", total=_stdin_size(stream), jobs=0)
+        for batch in _batches(_lines(stream, counter), BATCH_SIZE):
+            try:
+                new = client.put_many(batch, priority=priority, delay=delay, ttr=ttr)
+            except CommandError as exc:
+                outcomes = exc.outcomes or []
+                count += sum(isinstance(o, int) for o in outcomes)
+                refused = sum(not isinstance(o, int) for o in outcomes)
+                raise Refused(
+                    f"the server refused {refused} job(s) ({exc.reply}); "
+                    f"{count} job(s) were put into tube {tube!r}"
+                ) from None
+            count += len(new)
+            if len(ids) <= MAX_IDS_SHOWN:
+                ids.extend(new[: MAX_IDS_SHOWN + 1 - len(ids)])
+            if progress is not None and task is not None:
+                progress.update(task, completed=counter[0], jobs=count)
+    if count <= MAX_IDS_SHOWN:
+        for job_id in ids:
+            click.echo(job_id)
+    else:
+        click.echo(f"put {count} jobs into tube {tube!r}")
+
+
+@cli.command()
+@_address_option
+@_tube_option
+@click.argument("bound", type=_U32)
+@click.pass_context
+def kick(ctx: click.Context, tube: str, bound: int) -> None:
+    """Kick up to BOUND buried jobs in --tube (or, if none is buried, delayed jobs)."""
+    with _connect(ctx, use=tube) as c:
+        count = c.kick(bound)
+    click.echo(f"kicked {count} job(s) in tube {tube!r}")
+
+
+@cli.command("kick-job")
+@_address_option
+@click.argument("job_id", metavar="ID", type=_JOB_ID)
+@click.pass_context
+def kick_job(ctx: click.Context, job_id: int) -> None:
+    """Kick one buried or delayed job into the ready queue."""
+    with _connect(ctx) as c:
+        try:
+            c.kick_job(job_id)
+        except NotFoundError:
+            raise Refused(f"job {job_id} not found, or not buried or delayed") from None
+    click.echo(f"kicked job {job_id}")
+
+
+@cli.command()
+@_address_option
+@click.argument("job_ids", metavar="ID...", type=_JOB_ID, nargs=-1, required=True)
+@click.pass_context
+def delete(ctx: click.Context, job_ids: tuple[int, ...]) -> None:
+    """Delete jobs by id (pipelined). A job reserved by another client is "not found"."""
+    with _connect(ctx) as c:
+        try:
+            c.delete_many(job_ids)
+            outcomes: list[int | CommandError] = list(job_ids)
+        except CommandError as exc:
+            if exc.outcomes is None:
+                raise
+            outcomes = exc.outcomes
+    missing: list[int] = []
+    for job_id, outcome in zip(job_ids, outcomes, strict=True):
+        if isinstance(outcome, int):
+            click.echo(f"deleted job {job_id}")
+        elif isinstance(outcome, NotFoundError):
+            missing.append(job_id)
+        else:
+            raise Refused(f"job {job_id}: the server refused: {outcome.reply}")
+    if len(missing) == 1:
+        raise Refused(f"job {missing[0]} not found")
+    if missing:
+        raise Refused(f"jobs {', '.join(map(str, missing))} not found")
+
+
+@cli.command()
+@_address_option
+@click.argument("tube")
+@click.argument("seconds", type=_U32)
+@click.pass_context
+def pause(ctx: click.Context, tube: str, seconds: int) -> None:
+    """Pause TUBE: no job is reserved from it for SECONDS (0 ends a pause)."""
+    with _connect(ctx) as c:
+        try:
+            c.pause_tube(tube, seconds)
+        except NotFoundError:
+            raise Refused(_no_tube(tube)) from None
+    click.echo(f"paused tube {tube!r} for {seconds}s")
+
+
+# -- long-running commands -----------------------------------------------------------------
+
+
+def _release_all(client: Client[bytes], jobs: Iterable[int]) -> int:
+    """Release jobs still reserved by ``client``, each with its priority unchanged."""
+    released = 0
+    for job_id in jobs:
+        try:
+            priority = client.stats_job(job_id).pri
+            client.release(job_id, priority=priority)
+        except NotFoundError:  # its TTR ran out and another client took it
+            continue
+        released += 1
+    return released
+
+
+@cli.command()
+@_address_option
+@_json_option
+@click.option(
+    "--tube", "-t", "tubes_", multiple=True, default=[DEFAULT_TUBE], show_default=True,
+    help="Tube to watch (repeat for several).",
+)  # fmt: skip
+@click.option(
+    "--delete/--release", "delete_", default=False, show_default=True,
+    help="Delete each job after printing it, or release them back when tail stops.",
+)  # fmt: skip
+@click.option("--count", "-n", type=click.IntRange(min=1), help="Stop after N jobs.")
+@click.option(
+    "--timeout", type=click.FloatRange(min=0), help="Stop after S seconds without a new job."
+)
+@click.pass_context
+def tail(
+    ctx: click.Context,
+    tubes_: tuple[str, ...],
+    delete_: bool,
+    count: int | None,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Reserve jobs as they come and print them, one line each ("ID<TAB>body").
+
+    With --release (the default) jobs stay reserved while tail runs, so each is
+    shown once, and are released back with their priority unchanged when it
+    stops (also on Ctrl-C: the server releases a closed connection's jobs).
+    With --delete each job is deleted once printed. --json prints one JSON
+    object per line.
+    """
+    held: dict[int, None] = {}
+    shown = 0
+    with _connect(ctx, watch=list(tubes_)) as c:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        polled_late = False  # one reserve was made after the deadline passed
+        try:
+            while count is None or shown < count:
+                wait: float | None = None
+                if deadline is not None:
+                    wait = deadline - time.monotonic()
+                    if wait <= 0:
+                        if polled_late:
+                            break
+                        polled_late, wait = True, 0
+                try:
+                    job = c.reserve(timeout=wait)
+                except TimedOutError:
+                    break
+                except DeadlineSoonError:
+                    # A held job's TTR is about to run out: it will come back to the
+                    # ready queue and be reserved again (and not shown again).
+                    time.sleep(0.2)
+                    continue
+                if job.id in held:
+                    continue
+                if as_json:
+                    click.echo(json.dumps(body_json(job.id, job.body)))
+                else:
+                    click.echo(f"{job.id}\t{body_text(job.body, multiline=False)}")
+                shown += 1
+                if delete_:
+                    c.delete(job)
+                else:
+                    held[job.id] = None
+                if timeout is not None:
+                    deadline, polled_late = time.monotonic() + timeout, False
+        except KeyboardInterrupt:
+            # The interrupted reserve closed the connection: the server released the jobs.
+            click.echo(f"interrupted: {shown} job(s) shown", err=True)
+            ctx.exit(130)
+        released = _release_all(c, held) if not delete_ else 0
+    what = "deleted" if delete_ else f"{released} released"
+    click.echo(f"{shown} job(s) shown, {what}", err=True)
+
+
+@cli.command()
+@_address_option
+@click.option("--tube", "-t", required=True, help="The tube to empty.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def flush(ctx: click.Context, tube: str, yes: bool) -> None:
+    """Delete every ready, delayed and buried job in --tube (asks first unless --yes).
+
+    Reserved jobs are left alone.
+    """
+    with _connect(ctx) as c:
+        try:  # before ``use``, which would create the tube
+            before = c.stats_tube(tube)
+        except NotFoundError:
+            click.echo(f"tube {tube!r} does not exist: nothing to flush")
+            return
+        total = before.current_jobs_ready + before.current_jobs_delayed + before.current_jobs_buried
+        if total == 0:
+            click.echo(f"tube {tube!r} has no ready, delayed or buried jobs")
+            return
+        if not yes:
+            click.confirm(
+                f"Delete {total} job(s) from tube {tube!r} ({before.current_jobs_ready} ready, "
+                f"{before.current_jobs_delayed} delayed, {before.current_jobs_buried} buried)?",
+                abort=True,
+            )
+        c.use(tube)
+        counts: dict[str, int] = {}
+        peeks: dict[str, Callable[[], Job[bytes]]] = {
+            "ready": c.peek_ready,
+            "delayed": c.peek_delayed,
+            "buried": c.peek_buried,
+        }
+        for state, peek_next in peeks.items():
+            n = 0
+            while True:
+                try:
+                    job = peek_next()
+                except NotFoundError:
+                    break
+                try:
+                    c.delete(job.id)
+                except NotFoundError:  # reserved by someone meanwhile
+                    continue
+                n += 1
+            counts[state] = n
+        reserved = c.stats_tube(tube).current_jobs_reserved if sum(counts.values()) else 0
+    click.echo(
+        f"deleted {sum(counts.values())} job(s) from tube {tube!r}: {counts['ready']} ready, "
+        f"{counts['delayed']} delayed, {counts['buried']} buried"
+    )
+    if reserved:
+        click.echo(f"{reserved} reserved job(s) left alone")
+
+
+@cli.command()
+@_address_option
+@click.option("--from-tube", required=True, help="Take ready jobs from this tube.")
+@click.option("--to-tube", required=True, help="Put them into this tube.")
+@click.option(
+    "--to-address", metavar="ADDRESS",
+    help="Put them on this server instead (same forms as --address).",
+)  # fmt: skip
+@click.option("--count", "-n", type=click.IntRange(min=1), help="Move at most N jobs.")
+@click.option(
+    "--timeout", type=click.FloatRange(min=0), default=0, show_default=True,
+    help="Wait up to S seconds for more jobs (0: stop when no job is ready).",
+)  # fmt: skip
+@click.pass_context
+def move(
+    ctx: click.Context,
+    from_tube: str,
+    to_tube: str,
+    to_address: str | None,
+    count: int | None,
+    timeout: float,
+) -> None:
+    """Move ready jobs from one tube (or server) to another, without losing any.
+
+    Each job is reserved from --from-tube, put into --to-tube with the same
+    body, priority and TTR, and only then deleted from the source. If the move
+    is interrupted, no job is lost: at most one job ends up in both tubes.
+    Only ready jobs move (kick buried and delayed jobs first to move them);
+    jobs get new ids in the target tube.
+    """
+    source = _target(ctx)
+    if to_address is None:
+        target = source
+    else:
+        try:
+            parsed = parse_address(to_address)
+        except AddressError as exc:
+            raise click.BadParameter(str(exc), param_hint="--to-address") from None
+        target = (parsed, describe(parsed))
+    if target[0] == source[0] and from_tube == to_tube:
+        raise click.UsageError("--from-tube and --to-tube are the same tube on the same server")
+    moved = 0
+    with (
+        _connect(ctx, watch=from_tube, address=source) as src,
+        _connect(ctx, use=to_tube, address=target) as dst,
+    ):
+        ctx.meta["beanproto.address"] = f"{source[1]} or {target[1]}"
+        try:
+            while count is None or moved < count:
+                try:
+                    job = src.reserve(timeout=timeout)
+                except TimedOutError:
+                    break
+                except DeadlineSoonError:  # pragma: no cover - we hold no job
+                    time.sleep(0.2)
+                    continue
+                job_stats = src.stats_job(job)
+                try:
+                    dst.put(job.body, priority=job_stats.pri, ttr=job_stats.ttr)
+                except CommandError as exc:
+                    src.release(job, priority=job_stats.pri)
+                    raise Refused(
+                        f"the target refused job {job.id} ({exc.reply}); it was left in "
+                        f"tube {from_tube!r}; {moved} job(s) moved"
+                    ) from None
+                src.delete(job)
+                moved += 1
+        except KeyboardInterrupt:
+            click.echo(f"interrupted: {moved} job(s) moved", err=True)
+            ctx.exit(130)
+    click.echo(f"moved {moved} job(s) from tube {from_tube!r} to tube {to_tube!r}")
+
+
+@cli.command()
+@_address_option
+@click.option(
+    "--interval", type=click.FloatRange(min=0), default=2.0, show_default=True,
+    help="Seconds between refreshes.",
+)  # fmt: skip
+@click.option("--iterations", "-n", type=click.IntRange(min=1), help="Stop after N frames.")
+@click.pass_context
+def top(ctx: click.Context, interval: float, iterations: int | None) -> None:
+    """A live, refreshing view of the server and its tubes (Ctrl-C to quit)."""
+    console = _console()
+    with _connect(ctx) as c:
+        shown = ctx.meta["beanproto.address"]
+        previous = None
+        last = 0.0
+
+        def frame() -> Any:
+            nonlocal previous, last
+            server = c.stats()
+            tube_list = _tube_stats(c)
+            now = time.monotonic()
+            rendered = top_frame(
+                server, tube_list, address=shown, previous=previous, elapsed=now - last
+            )
+            previous, last = server, now
+            return rendered
+
+        frames = 0
+        try:
+            if console.is_terminal:  # pragma: no cover - tests render frames directly
+                with Live(frame(), console=console, auto_refresh=False) as live:
+                    frames = 1
+                    while iterations is None or frames < iterations:
+                        time.sleep(interval)
+                        live.update(frame(), refresh=True)
+                        frames += 1
+            else:
+                while iterations is None or frames < iterations:
+                    if frames:
+                        time.sleep(interval)
+                    console.print(frame())
+                    frames += 1
+        except KeyboardInterrupt:
+            pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the ``beanproto`` command (the console script's entry point)."""
+    cli.main(args=argv, prog_name="beanproto")

@@ -1,0 +1,934 @@
+"""The async client: a thin driver of :class:`beanproto.Connection` over an anyio stream.
+
+Theory of operation: one :class:`Client` may be shared by many tasks, so a call
+never owns the connection. Each call does three things:
+
+1. *Submit* (synchronous, no ``await``): ``conn.send(command)`` and append the
+   bytes to the output buffer and a ``_Call`` record to the FIFO of calls
+   awaiting replies. Because nothing awaits between the two appends, the FIFO is
+   always in wire order, without a send lock.
+2. *Flush*: if no task is writing, this one becomes the writer and writes
+   everything buffered (its own bytes and whatever other tasks appended
+   meanwhile) in as few ``send`` calls as possible. Otherwise the active writer
+   will write our bytes too. Commands from different tasks thus share writes
+   and round trips: automatic pipelining.
+3. *Wait*: until its ``_Call`` has an event, the task reads if no other task is
+   reading, else sleeps on its own ``anyio.Event``. The reader parses every
+   reply in what it read, hands each one to the oldest ``_Call`` in the FIFO
+   and wakes its task, all at once. When a reader's own reply has come it
+   hands the reader's role to the longest-sleeping task that still waits (a
+   lock would wake the waiters one scheduler pass at a time instead).
+
+Batches (``put_many``, ``delete_many``, the setup at connect time) write from a
+child task while the caller reads, so TCP back-pressure cannot deadlock them
+(the server stops reading while it cannot write its replies).
+
+Cancellation (and ``KeyboardInterrupt``): state changes are synchronous and come
+first; the only ``await`` in cleanup is ``anyio.aclose_forcefully``, which does
+not wait. What happens depends on where the call was:
+
+* before its bytes were buffered: nothing was sent, the client is unaffected;
+* while writing (bytes may be half written): the connection is broken;
+* after writing, waiting for a reply to a command that does not block: the call
+  is *abandoned*; the reader drops its reply when it comes and the client stays
+  in sync. If that reply is a job reserved for the abandoned call
+  (``reserve(timeout=0)``, ``reserve_job``), the reader closes the connection
+  instead, so the server returns the job to the ready queue;
+* waiting for a blocking reserve (``reserve()``, ``reserve(timeout>0)``): the
+  server reads nothing else until it answers and beanstalkd has no cancel
+  command, so the connection is closed at once (the server returns any job it
+  reserved for us, priority unchanged) and later calls raise
+  :class:`beanproto.BrokenConnectionError`.
+
+Breaking the connection fails every call still waiting with
+``BrokenConnectionError``; a job reserved in flight goes back to the ready
+queue on the server when the stream is closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import socket
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
+from typing import Any, Final, Generic, TypeVar, cast, overload
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+from anyio.streams.tls import TLSStream
+
+from beanproto import (
+    DEFAULT_PRIORITY,
+    DEFAULT_TTR,
+    DEFAULT_TUBE,
+    MAX_RESERVE_TIMEOUT,
+    NEED_DATA,
+    BrokenConnectionError,
+    Bury,
+    Command,
+    CommandError,
+    Connection,
+    Delete,
+    Deleted,
+    Event,
+    Found,
+    Ignore,
+    Inserted,
+    InvalidArgument,
+    Job,
+    JobStats,
+    Kick,
+    Kicked,
+    KickJob,
+    ListTubes,
+    ListTubesWatched,
+    ListTubeUsed,
+    Paused,
+    PauseTube,
+    Peek,
+    PeekBuried,
+    PeekDelayed,
+    PeekReady,
+    Put,
+    Quit,
+    Release,
+    Released,
+    RemoteProtocolError,
+    Reserve,
+    Reserved,
+    ReserveJob,
+    ReserveWithTimeout,
+    ServerStats,
+    State,
+    Stats,
+    StatsJob,
+    StatsTube,
+    Touch,
+    Touched,
+    TubeList,
+    TubeStats,
+    Use,
+    Using,
+    Watch,
+    Watching,
+    error_for_event,
+)
+from beanproto import Buried as BuriedEvent
+
+__all__ = ["Address", "Client", "connect"]
+
+BodyT = TypeVar("BodyT", bytes, str)
+
+#: What :func:`connect` connects to: ``(host, port)`` or a Unix socket path.
+Address = tuple[str, int] | str
+
+#: Bytes asked for per ``receive``.
+_RECV_SIZE: Final = 65536
+#: How long ``aclose()`` may spend on a graceful ``quit`` and stream close.
+_QUIT_TIMEOUT: Final = 1.0
+#: How long a cancelled writer keeps writing bytes other tasks buffered before
+#: it gives up (and breaks the connection).
+_WRITE_GRACE: Final = 0.5
+#: TCP keepalive, as in the blocking client: a dead peer is noticed within about a minute.
+_KEEPALIVE: Final = (("TCP_KEEPIDLE", 30), ("TCP_KEEPALIVE", 30), ("TCP_KEEPINTVL", 10),
+                     ("TCP_KEEPCNT", 3))  # fmt: skip
+
+# What a _Call's reply means for the job it might carry.
+_PLAIN: Final = 0  # no job can come back
+_RESERVE: Final = 1  # reserve-job, reserve-with-timeout 0: a job may come back at once
+_BLOCKING: Final = 2  # reserve, reserve-with-timeout > 0: the server waits
+
+
+class _Call:
+    """One command awaiting its reply."""
+
+    __slots__ = ("abandoned", "error", "event", "kind", "wakeup")
+
+    def __init__(self, kind: int) -> None:
+        self.kind = kind
+        self.event: Event | None = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+        self.wakeup: anyio.Event | None = None  # set while its task sleeps
+
+
+def _job_id(job_or_id: Job[Any] | int) -> int:
+    return job_or_id.id if isinstance(job_or_id, Job) else job_or_id
+
+
+def _setup_commands(use: str | None, watch: str | Iterable[str] | None) -> list[Command]:
+    setup: list[Command] = []
+    if use is not None:
+        setup.append(Use(use))
+    if watch is not None:
+        tubes = [watch] if isinstance(watch, str) else list(dict.fromkeys(watch))
+        if not tubes:
+            raise InvalidArgument("watch must name at least one tube")
+        setup.extend(Watch(t) for t in tubes if t != DEFAULT_TUBE)
+        if DEFAULT_TUBE not in tubes:
+            setup.append(Ignore(DEFAULT_TUBE))
+    return setup
+
+
+def _set_socket_options(stream: anyio.abc.ByteStream) -> None:
+    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in _KEEPALIVE:
+        option = getattr(socket, name, None)
+        if option is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+def _describe(stream: anyio.abc.ByteStream) -> str:
+    try:
+        peer = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
+    except Exception:  # pragma: no cover - a stream with odd extras
+        peer = None
+    if isinstance(peer, tuple):
+        return f"{peer[0]}:{peer[1]}"
+    if isinstance(peer, str) and peer:
+        return peer
+    return type(stream).__name__
+
+
+class Client(Generic[BodyT]):
+    """An async client for one beanstalkd connection, over any anyio ``ByteStream``.
+
+    Use it as ``async with Client(stream, ...) as client`` (or open the stream
+    too with :func:`connect`); entering sends ``use``/``watch`` (a tube or an
+    iterable of tubes; without ``"default"`` in it, ``default`` is ignored) in
+    one write. The client owns the stream and closes it. With ``encoding=None``
+    job bodies are ``bytes`` in and out (``Client[bytes]``); with an encoding,
+    :meth:`put` takes ``str`` (or ``bytes``) and jobs carry ``str`` bodies
+    (``Client[str]``). The methods are those of :class:`beanproto_sync.Client`,
+    as coroutines; bound them with ``anyio.fail_after``/``move_on_after``.
+
+    Sharing: many tasks may use one client at once. Their commands never
+    interleave on the wire, each reply reaches its caller, and commands that do
+    not block are pipelined (tasks share writes and round trips). A waiting
+    :meth:`reserve` holds the connection: the server reads nothing else until it
+    answers, so every other call queues behind it. Give producers and blocking
+    consumers separate clients.
+
+    Errors: refusals raise :class:`beanproto.CommandError` subclasses and leave
+    the client usable. Stream errors and the server closing the connection raise
+    :class:`beanproto.BrokenConnectionError` (the stream's exception as its
+    ``__cause__``), a server that breaks the protocol raises
+    :class:`beanproto.RemoteProtocolError`; afterwards every call raises
+    ``BrokenConnectionError``.
+
+    Cancellation: no reply ever reaches the wrong caller, and no job is lost.
+    A call cancelled before it wrote leaves no trace. One cancelled while its
+    bytes were being written breaks the connection. One cancelled while it waits
+    for the reply to a non-blocking command leaves the client in sync: its reply
+    is dropped when it arrives (a cancelled ``put`` may still have inserted its
+    job). Exception: if that reply is a job (``reserve(timeout=0)``,
+    ``reserve_job``), the connection is closed so that the server returns the job
+    to the ready queue. A cancelled *waiting* reserve closes the connection at
+    once (beanstalkd cannot cancel a reserve); the server returns any job it had
+    reserved, priority unchanged, and later calls raise ``BrokenConnectionError``.
+    ``KeyboardInterrupt`` during a call breaks the connection.
+    """
+
+    __slots__ = (
+        "_address",
+        "_broken",
+        "_calls",
+        "_conn",
+        "_encoding",
+        "_out",
+        "_reading",
+        "_setup",
+        "_sleepers",
+        "_stream",
+        "_writing",
+    )
+
+    @overload
+    def __init__(
+        self: Client[bytes],
+        stream: anyio.abc.ByteStream,
+        *,
+        encoding: None = None,
+        use: str | None = None,
+        watch: str | Iterable[str] | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Client[str],
+        stream: anyio.abc.ByteStream,
+        *,
+        encoding: str,
+        use: str | None = None,
+        watch: str | Iterable[str] | None = None,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        stream: anyio.abc.ByteStream,
+        *,
+        encoding: str | None = None,
+        use: str | None = None,
+        watch: str | Iterable[str] | None = None,
+    ) -> None:
+        if encoding is not None:
+            "".encode(encoding)  # LookupError now for an unknown encoding
+        self._setup = _setup_commands(use, watch)
+        self._encoding = encoding
+        self._stream = stream
+        self._conn = Connection()
+        self._calls: deque[_Call] = deque()
+        self._out: list[bytes] = []
+        self._writing = False
+        self._reading = False
+        self._sleepers: deque[_Call] = deque()  # calls whose tasks sleep, oldest first
+        self._broken: str | None = None
+        self._address = _describe(stream)
+
+    # -- breaking ------------------------------------------------------------------
+
+    def _break(self, reason: str, cause: BaseException | None = None) -> None:
+        """Give up on the connection. Synchronous: every waiting call fails now;
+        the caller then closes the stream (``_close_now``)."""
+        if self._broken is None:
+            self._broken = reason
+        self._conn.send_failed()
+        self._out.clear()
+        calls = self._calls
+        while calls:
+            call = calls.popleft()
+            if call.event is None and call.error is None:
+                err = BrokenConnectionError(f"the connection is unusable: {reason}")
+                err.__cause__ = cause
+                call.error = err
+                if call.wakeup is not None:
+                    call.wakeup.set()
+        self._sleepers.clear()
+
+    async def _close_now(self) -> None:
+        await anyio.aclose_forcefully(self._stream)
+
+    def _unusable(self) -> BrokenConnectionError:
+        return BrokenConnectionError(f"the connection is unusable: {self._broken}")
+
+    # -- the exchange ----------------------------------------------------------------
+
+    def _submit(self, command: Command, kind: int) -> _Call:
+        if self._broken is not None:
+            raise self._unusable()
+        data = self._conn.send(command)
+        call = _Call(kind)
+        self._out.append(data)
+        self._calls.append(call)
+        return call
+
+    async def _flush(self) -> None:
+        """Write everything buffered, unless another task is already writing it."""
+        out = self._out
+        if self._writing or not out:
+            return
+        self._writing = True
+        send = self._stream.send
+        try:
+            data = b"".join(out) if len(out) > 1 else out[0]
+            out.clear()
+            await send(data)
+            if out and self._broken is None:
+                # Bytes other tasks buffered while we wrote: write them even if
+                # this task is cancelled meanwhile, for a bounded time.
+                with anyio.CancelScope(shield=True) as scope:
+                    scope.deadline = anyio.current_time() + _WRITE_GRACE
+                    while out and self._broken is None:
+                        data = b"".join(out)
+                        out.clear()
+                        await send(data)
+                if scope.cancelled_caught:
+                    self._break("a write was cut short after its grace period")
+                    await self._close_now()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            if self._broken is None:
+                self._break(f"writing failed: {exc!r}", exc)
+                await self._close_now()
+        except BaseException as exc:
+            self._break(f"a write was interrupted by {type(exc).__name__}", exc)
+            await self._close_now()
+            raise
+        finally:
+            self._writing = False
+
+    async def _read(self) -> None:
+        """One ``receive``; hand every complete reply in it to its call."""
+        try:
+            data = await self._stream.receive(_RECV_SIZE)
+        except anyio.EndOfStream as exc:
+            # The core would say the same of b"" with replies owed.
+            self._break("the server closed the connection", exc)
+            await self._close_now()
+            return
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            if self._broken is None:
+                self._break(f"reading failed: {exc!r}", exc)
+                await self._close_now()
+            return
+        if not data:  # a stream that reports EOF the socket way
+            self._break("the server closed the connection")
+            await self._close_now()
+            return
+        conn = self._conn
+        conn.receive_data(data)
+        next_event = conn.next_event
+        calls = self._calls
+        lost_job = False
+        try:
+            while True:
+                event = next_event()
+                if event is NEED_DATA:
+                    break
+                call = calls.popleft()
+                if call.abandoned:
+                    if type(event) is Reserved:
+                        lost_job = True
+                else:
+                    call.event = event
+                    wakeup = call.wakeup
+                    if wakeup is not None:
+                        wakeup.set()
+        except RemoteProtocolError as exc:
+            if calls:
+                call = calls.popleft()
+                call.error = exc
+                if call.wakeup is not None:
+                    call.wakeup.set()
+            self._break(f"the server broke the protocol: {exc}", exc)
+            await self._close_now()
+            return
+        if lost_job:
+            # A job was reserved for a call that was cancelled: closing the
+            # connection makes the server put it back into the ready queue.
+            self._break("a job arrived for a cancelled reserve; the connection was closed")
+            await self._close_now()
+
+    async def _wait(self, call: _Call) -> Event:
+        """Read (one reader at a time) until ``call`` has its reply."""
+        try:
+            if call.event is None and call.error is None:
+                while True:
+                    if not self._reading:
+                        self._reading = True
+                        try:
+                            await self._read()
+                        finally:
+                            self._reading = False
+                    else:
+                        wakeup = call.wakeup = anyio.Event()
+                        self._sleepers.append(call)
+                        await wakeup.wait()
+                        call.wakeup = None
+                    if call.event is not None or call.error is not None:
+                        break
+                if self._sleepers:
+                    self._hand_off()
+            else:
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+        except BaseException as exc:
+            call.wakeup = None
+            self._abandon(call, exc)
+            self._hand_off()
+            if self._broken is not None:
+                await self._close_now()
+            raise
+        if call.event is not None:
+            return call.event
+        # A task cancelled while its call failed reports the cancellation.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        raise cast(BaseException, call.error)
+
+    def _hand_off(self) -> None:
+        """If nobody reads, wake the longest-sleeping task still waiting: it reads next."""
+        if self._reading:
+            return
+        sleepers = self._sleepers
+        while sleepers:
+            call = sleepers.popleft()
+            wakeup = call.wakeup
+            if wakeup is not None and call.event is None and call.error is None:
+                wakeup.set()
+                return
+
+    def _abandon(self, call: _Call, exc: BaseException) -> None:
+        """The caller of ``call`` stops waiting (cancelled or interrupted)."""
+        if call.event is not None:
+            if type(call.event) is Reserved:
+                self._break("a job arrived for a cancelled reserve; the connection was closed")
+            return
+        if call.error is not None or self._broken is not None:
+            return
+        if isinstance(exc, anyio.get_cancelled_exc_class()) and call.kind != _BLOCKING:
+            call.abandoned = True  # the reader drops its reply
+        elif call.kind == _BLOCKING:
+            self._break("a waiting reserve was cancelled; the connection was closed", exc)
+        else:
+            self._break(f"a call was interrupted by {type(exc).__name__}", exc)
+
+    async def _request(self, command: Command, kind: int = _PLAIN) -> Event:
+        """Send one command and return its reply."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        call = self._submit(command, kind)
+        if not self._writing:
+            await self._flush()
+        return await self._wait(call)
+
+    async def _exchange(self, commands: Sequence[Command]) -> list[Event]:
+        """Send ``commands`` pipelined; return their replies, one per command.
+
+        A child task writes while this task reads, so neither side's buffers
+        can fill up and deadlock the batch."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._broken is not None:
+            raise self._unusable()
+        conn = self._conn
+        out = self._out
+        calls = self._calls
+        batch = [_Call(_PLAIN) for _ in commands]
+        data = b"".join([conn.send(c) for c in commands])
+        out.append(data)
+        calls.extend(batch)
+        async with anyio.create_task_group() as tg:
+            if not self._writing:
+                tg.start_soon(self._flush)
+            events = [await self._wait(call) for call in batch]
+        return events
+
+    def _job(self, event: Event) -> Job[BodyT]:
+        if type(event) is Reserved or type(event) is Found:
+            body = event.body
+            if self._encoding is None:
+                return cast(Job[BodyT], Job(event.id, body))
+            return cast(Job[BodyT], Job(event.id, body.decode(self._encoding)))
+        raise error_for_event(event)
+
+    @staticmethod
+    def _check(
+        commands: Sequence[Command], events: list[Event], success: type | None
+    ) -> list[int | CommandError]:
+        """Per-command outcomes of a batch; raise the first refusal with them attached."""
+        outcomes: list[int | CommandError] = []
+        first: CommandError | None = None
+        for command, event in zip(commands, events, strict=True):
+            if type(event) is Inserted:
+                outcomes.append(event.id)
+            elif success is not None and type(event) is success:
+                outcomes.append(command.id)  # type: ignore[attr-defined]
+            elif success is None and (type(event) is Using or type(event) is Watching):
+                outcomes.append(0)
+            else:
+                error = error_for_event(event)
+                if not isinstance(error, CommandError):
+                    raise error
+                outcomes.append(error)
+                if first is None:
+                    first = error
+        if first is not None:
+            first.outcomes = outcomes
+            raise first
+        return outcomes
+
+    # -- producing -------------------------------------------------------------------
+
+    async def put(
+        self,
+        body: BodyT | bytes,
+        priority: int = DEFAULT_PRIORITY,
+        delay: int = 0,
+        ttr: int = DEFAULT_TTR,
+    ) -> int:
+        """Insert a job into the used tube and return its id.
+
+        Raises :class:`beanproto.BuriedError` (with the new job's ``id``) if the
+        server buried it for lack of memory, :class:`beanproto.JobTooBigError`,
+        :class:`beanproto.DrainingError`. Without an encoding a ``str`` body
+        raises ``TypeError``. Cancelled after writing, the job may exist (its
+        reply is dropped) and the client stays in sync.
+        """
+        if type(body) is str and self._encoding is not None:
+            body = body.encode(self._encoding)
+        event = await self._request(Put(body, priority, delay, ttr))  # type: ignore[arg-type]
+        if type(event) is Inserted:
+            return event.id
+        raise error_for_event(event)
+
+    async def put_many(
+        self,
+        bodies: Iterable[BodyT | bytes],
+        priority: int = DEFAULT_PRIORITY,
+        delay: int = 0,
+        ttr: int = DEFAULT_TTR,
+    ) -> list[int]:
+        """Insert many jobs in one pipelined exchange; return their ids in order.
+
+        Every command is sent and every reply read (reading while writing), so
+        the connection stays in sync. If any put was refused, the first refusal
+        is raised after all replies were read, with ``exc.outcomes``: one entry
+        per body, the job id (``int``) or the :class:`beanproto.CommandError`.
+        Cancelled while still writing, the client is broken; cancelled while
+        reading replies, it stays in sync (some jobs were inserted).
+        """
+        encoding = self._encoding
+        if encoding is not None:
+            commands = [
+                Put(b.encode(encoding) if type(b) is str else b, priority, delay, ttr)  # type: ignore[arg-type]
+                for b in bodies
+            ]
+        else:
+            commands = [Put(b, priority, delay, ttr) for b in bodies]  # type: ignore[arg-type]
+        if not commands:
+            await anyio.lowlevel.checkpoint()
+            return []
+        events = await self._exchange(commands)
+        ids = [e.id for e in events if type(e) is Inserted]
+        if len(ids) == len(events):
+            return ids
+        return cast(list[int], self._check(commands, events, Inserted))
+
+    async def use(self, tube: str) -> str:
+        """Put later jobs into ``tube``; return its name."""
+        event = await self._request(Use(tube))
+        if type(event) is Using:
+            return event.tube
+        raise error_for_event(event)
+
+    async def using(self) -> str:
+        """The tube :meth:`put` goes to (asks the server)."""
+        event = await self._request(ListTubeUsed())
+        if type(event) is Using:
+            return event.tube
+        raise error_for_event(event)
+
+    # -- consuming -------------------------------------------------------------------
+
+    async def reserve(self, timeout: float | None = None) -> Job[BodyT]:
+        """Reserve a job from a watched tube.
+
+        ``None`` waits however long it takes; a number of seconds (a float is
+        rounded up) waits at most that long, ``0`` only polls. Raises
+        :class:`beanproto.TimedOutError` when no job came in time and
+        :class:`beanproto.DeadlineSoonError` when a job this client holds is
+        about to reach its TTR.
+
+        While it waits, the reserve holds the connection: the server reads
+        nothing else, so calls from other tasks queue behind it (use a separate
+        client to produce). Cancelling a waiting reserve closes the connection
+        (the server returns any job it reserved, priority unchanged) and later
+        calls raise :class:`beanproto.BrokenConnectionError`. A cancelled
+        ``reserve(timeout=0)`` keeps the client in sync unless a job came back
+        for it, in which case the connection is closed for the same reason.
+        """
+        if timeout is None:
+            event = await self._request(Reserve(), _BLOCKING)
+        else:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                raise TypeError(f"timeout must be a number, not {type(timeout).__name__}")
+            if not 0 <= timeout <= MAX_RESERVE_TIMEOUT:
+                raise InvalidArgument(
+                    f"timeout must be between 0 and {MAX_RESERVE_TIMEOUT} seconds, got {timeout}"
+                )
+            seconds = math.ceil(timeout)
+            kind = _BLOCKING if seconds else _RESERVE
+            event = await self._request(ReserveWithTimeout(seconds), kind)
+        return self._job(event)
+
+    async def reserve_job(self, id: int) -> Job[BodyT]:
+        """Reserve job ``id`` whatever its tube or state (beanstalkd 1.12+).
+
+        Cancelled after writing: if the job was reserved, the connection is
+        closed so the server returns it; otherwise the client stays in sync.
+        """
+        return self._job(await self._request(ReserveJob(id), _RESERVE))
+
+    async def delete(self, job_or_id: Job[Any] | int) -> None:
+        """Delete a job (a :class:`beanproto.Job` or its id)."""
+        event = await self._request(Delete(_job_id(job_or_id)))
+        if type(event) is not Deleted:
+            raise error_for_event(event)
+
+    async def delete_many(self, jobs_or_ids: Iterable[Job[Any] | int]) -> None:
+        """Delete many jobs in one pipelined exchange.
+
+        Every reply is read; if any delete was refused, the first refusal is
+        raised with ``exc.outcomes``: one entry per job, its id (``int``) when it
+        was deleted, or the :class:`beanproto.CommandError`. Cancellation as for
+        :meth:`put_many`.
+        """
+        commands = [Delete(_job_id(j)) for j in jobs_or_ids]
+        if not commands:
+            await anyio.lowlevel.checkpoint()
+            return
+        events = await self._exchange(commands)
+        for event in events:
+            if type(event) is not Deleted:
+                self._check(commands, events, Deleted)
+
+    async def release(
+        self, job_or_id: Job[Any] | int, priority: int = DEFAULT_PRIORITY, delay: int = 0
+    ) -> None:
+        """Put a reserved job back into the ready queue (or delayed, by ``delay`` s)."""
+        event = await self._request(Release(_job_id(job_or_id), priority, delay))
+        if type(event) is not Released:
+            raise error_for_event(event)
+
+    async def bury(self, job_or_id: Job[Any] | int, priority: int = DEFAULT_PRIORITY) -> None:
+        """Set a reserved job aside until it is kicked."""
+        event = await self._request(Bury(_job_id(job_or_id), priority))
+        if type(event) is not BuriedEvent:
+            raise error_for_event(event)
+
+    async def touch(self, job_or_id: Job[Any] | int) -> None:
+        """Ask for more time: restart the TTR of a reserved job."""
+        event = await self._request(Touch(_job_id(job_or_id)))
+        if type(event) is not Touched:
+            raise error_for_event(event)
+
+    async def watch(self, tube: str) -> int:
+        """Add ``tube`` to the watch list; return how many tubes are watched."""
+        event = await self._request(Watch(tube))
+        if type(event) is Watching:
+            return event.count
+        raise error_for_event(event)
+
+    async def ignore(self, tube: str) -> int:
+        """Remove ``tube`` from the watch list; return how many tubes are watched.
+
+        Raises :class:`beanproto.NotIgnoredError` for the last watched tube.
+        """
+        event = await self._request(Ignore(tube))
+        if type(event) is Watching:
+            return event.count
+        raise error_for_event(event)
+
+    async def watching(self) -> list[str]:
+        """The watched tubes (asks the server)."""
+        event = await self._request(ListTubesWatched())
+        if type(event) is TubeList:
+            return list(event.tubes)
+        raise error_for_event(event)
+
+    # -- inspecting ------------------------------------------------------------------
+
+    async def peek(self, id: int) -> Job[BodyT]:
+        """Job ``id``, in any state. Raises :class:`beanproto.NotFoundError`."""
+        return self._job(await self._request(Peek(id)))
+
+    async def peek_ready(self) -> Job[BodyT]:
+        """The next ready job of the used tube."""
+        return self._job(await self._request(PeekReady()))
+
+    async def peek_delayed(self) -> Job[BodyT]:
+        """The delayed job of the used tube that becomes ready first."""
+        return self._job(await self._request(PeekDelayed()))
+
+    async def peek_buried(self) -> Job[BodyT]:
+        """The next buried job of the used tube."""
+        return self._job(await self._request(PeekBuried()))
+
+    async def kick(self, bound: int) -> int:
+        """Kick up to ``bound`` buried (or else delayed) jobs of the used tube; return
+        how many were kicked."""
+        event = await self._request(Kick(bound))
+        if type(event) is Kicked and event.count is not None:
+            return event.count
+        raise error_for_event(event)
+
+    async def kick_job(self, job_or_id: Job[Any] | int) -> None:
+        """Kick one buried or delayed job into the ready queue."""
+        event = await self._request(KickJob(_job_id(job_or_id)))
+        if type(event) is not Kicked:
+            raise error_for_event(event)
+
+    async def stats(self) -> ServerStats:
+        """The server's statistics."""
+        event = await self._request(Stats())
+        if type(event) is ServerStats:
+            return event
+        raise error_for_event(event)
+
+    async def stats_job(self, job_or_id: Job[Any] | int) -> JobStats:
+        """A job's statistics."""
+        event = await self._request(StatsJob(_job_id(job_or_id)))
+        if type(event) is JobStats:
+            return event
+        raise error_for_event(event)
+
+    async def stats_tube(self, tube: str) -> TubeStats:
+        """A tube's statistics. Raises :class:`beanproto.NotFoundError` for a tube
+        that does not exist."""
+        event = await self._request(StatsTube(tube))
+        if type(event) is TubeStats:
+            return event
+        raise error_for_event(event)
+
+    async def tubes(self) -> list[str]:
+        """Every existing tube."""
+        event = await self._request(ListTubes())
+        if type(event) is TubeList:
+            return list(event.tubes)
+        raise error_for_event(event)
+
+    async def pause_tube(self, tube: str, delay: int) -> None:
+        """Hold back reserves from ``tube`` for ``delay`` seconds."""
+        event = await self._request(PauseTube(tube, delay))
+        if type(event) is not Paused:
+            raise error_for_event(event)
+
+    # -- lifetime --------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the connection; idempotent.
+
+        Follows trio's ``AsyncResource`` contract: the stream is always closed,
+        even if this task is cancelled. A healthy, idle connection is first sent
+        ``quit`` and closed gracefully, within about a second at most (shielded
+        from cancellation for that long, no longer). Calls still in progress in
+        other tasks raise :class:`beanproto.BrokenConnectionError`.
+        """
+        if self._broken is not None:
+            await self._close_now()
+            return
+        conn = self._conn
+        idle = conn.state is State.OPEN and not conn.pending and not self._writing and not self._out
+        quit = conn.send(Quit()) if idle else None
+        self._break("the client was closed")
+        try:
+            if quit is not None:
+                with anyio.move_on_after(_QUIT_TIMEOUT, shield=True):
+                    with contextlib.suppress(Exception):
+                        await self._stream.send(quit)
+                        await self._stream.aclose()
+        finally:
+            await self._close_now()
+
+    @property
+    def closed(self) -> bool:
+        """True once the client was closed or broken; every call then raises
+        :class:`beanproto.BrokenConnectionError`."""
+        return self._broken is not None
+
+    async def __aenter__(self) -> Client[BodyT]:
+        setup = self._setup
+        if setup:
+            try:
+                self._check(setup, await self._exchange(setup), None)
+            except BaseException:
+                self._break("connecting failed")
+                await self._close_now()
+                raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "open" if self._broken is None else "closed"
+        return f"<beanproto_anyio.Client {self._address} {state}>"
+
+
+@overload
+def connect(
+    address: Address,
+    *,
+    encoding: None = None,
+    use: str | None = None,
+    watch: str | Iterable[str] | None = None,
+    tls: bool = False,
+    ssl_context: Any = None,
+) -> AbstractAsyncContextManager[Client[bytes]]: ...
+
+
+@overload
+def connect(
+    address: Address,
+    *,
+    encoding: str,
+    use: str | None = None,
+    watch: str | Iterable[str] | None = None,
+    tls: bool = False,
+    ssl_context: Any = None,
+) -> AbstractAsyncContextManager[Client[str]]: ...
+
+
+def connect(
+    address: Address,
+    *,
+    encoding: str | None = None,
+    use: str | None = None,
+    watch: str | Iterable[str] | None = None,
+    tls: bool = False,
+    ssl_context: Any = None,
+) -> AbstractAsyncContextManager[Client[Any]]:
+    """Connect to beanstalkd: ``async with connect(address) as client``.
+
+    ``address`` is ``(host, port)`` (TCP, with ``TCP_NODELAY`` and keepalive)
+    or a Unix socket path. ``tls=True`` or an ``ssl_context``
+    (``ssl.SSLContext``) wraps a TCP connection in TLS, e.g. to reach beanstalkd
+    behind a TLS-terminating proxy. The other arguments are :class:`Client`'s;
+    invalid ones raise before connecting. Leaving the block closes the client.
+    """
+    if encoding is not None:
+        "".encode(encoding)
+    _setup_commands(use, watch)  # invalid tube names raise before connecting
+    if isinstance(address, str):
+        if tls or ssl_context is not None:
+            raise InvalidArgument("TLS needs a (host, port) address")
+    elif not isinstance(address, tuple):
+        raise TypeError(
+            f"address must be (host, port) or a Unix socket path, not {type(address).__name__}"
+        )
+    return _connect(address, encoding, use, watch, tls, ssl_context)
+
+
+@asynccontextmanager
+async def _connect(
+    address: Address,
+    encoding: str | None,
+    use: str | None,
+    watch: str | Iterable[str] | None,
+    tls: bool,
+    ssl_context: Any,
+) -> AsyncIterator[Client[Any]]:
+    stream: anyio.abc.ByteStream
+    if isinstance(address, str):
+        stream = await anyio.connect_unix(address)
+    else:
+        host, port = address
+        raw = await anyio.connect_tcp(host, port)
+        _set_socket_options(raw)
+        stream = raw
+        if tls or ssl_context is not None:
+            try:
+                stream = await TLSStream.wrap(
+                    raw, hostname=host, ssl_context=ssl_context, standard_compatible=False
+                )
+            except BaseException:
+                await anyio.aclose_forcefully(raw)
+                raise
+    try:
+        client: Client[Any] = Client(stream, encoding=encoding, use=use, watch=watch)
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise
+    async with client:
+        yield client

@@ -1,0 +1,57 @@
+"""The blocking and the anyio client have the same methods with the same signatures."""
+
+from __future__ import annotations
+
+import inspect
+
+import beanproto_anyio
+import beanproto_sync
+
+# Lifetime differs by design: close()/__enter__ versus aclose()/__aenter__.
+_LIFETIME = {"close", "aclose"}
+
+
+def _public_methods(cls: type) -> dict[str, object]:
+    return {
+        name: member
+        for name, member in inspect.getmembers(cls)
+        if not name.startswith("_") and inspect.isfunction(member) and name not in _LIFETIME
+    }
+
+
+def test_same_public_methods() -> None:
+    sync = _public_methods(beanproto_sync.Client)
+    anyio_ = _public_methods(beanproto_anyio.Client)
+    assert sorted(sync) == sorted(anyio_)
+    assert len(sync) == 25  # every method of SPEC.md but close()
+
+
+def test_same_signatures() -> None:
+    sync = _public_methods(beanproto_sync.Client)
+    anyio_ = _public_methods(beanproto_anyio.Client)
+    for name, method in sync.items():
+        other = anyio_[name]
+        assert inspect.signature(method) == inspect.signature(other), name  # type: ignore[arg-type]
+        assert inspect.iscoroutinefunction(other), name
+        assert not inspect.iscoroutinefunction(method), name
+
+
+def test_lifetime_counterparts() -> None:
+    assert inspect.iscoroutinefunction(beanproto_anyio.Client.aclose)
+    assert inspect.iscoroutinefunction(beanproto_anyio.Client.__aenter__)
+    assert isinstance(beanproto_anyio.Client.closed, property)
+    assert isinstance(beanproto_sync.Client.closed, property)
+
+
+def test_same_construction_keywords() -> None:
+    sync = inspect.signature(beanproto_sync.Client.__init__).parameters
+    client = inspect.signature(beanproto_anyio.Client.__init__).parameters
+    connect = inspect.signature(beanproto_anyio.connect).parameters
+    for name in ("encoding", "use", "watch"):
+        assert sync[name] == client[name] == connect[name]
+    assert {"tls", "ssl_context"} <= set(connect)
+
+
+def test_same_exports() -> None:
+    shared = set(beanproto_sync.__all__) - {"ConcurrentUseError"}
+    assert shared <= set(beanproto_anyio.__all__)

@@ -11,4 +11,4 @@ PORT=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1
 "$BIN" -l 127.0.0.1 -p "$PORT" &
 SERVER_PID=$!
 trap 'kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true' EXIT
-.venv/bin/python examples/demo_core.py --address "127.0.0.1:$PORT" "$@"
+.venv/bin/python examples/demo.py --address "127.0.0.1:$PORT" "$@"

@@ -27,3 +27,28 @@ def test_demo_core_moves_jobs_through_the_server(server: Server) -> None:
     assert "delete of a deleted job -> NotFound()" in out
     assert "refused before the wire: invalid tube name" in out
     assert out.rstrip().endswith("after quit -> ConnectionClosed()")
+
+
+def test_demo_moves_every_job_through_asyncio_and_trio_workers(server: Server) -> None:
+    host, port = server.address
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "demo.py"),
+            "--address",
+            f"{host}:{port}",
+            "--jobs",
+            "600",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
+    )
+    out = result.stdout
+    assert "every one of the 600 jobs was consumed exactly once" in out
+    assert "asyncio workers" in out and "trio workers" in out
+    assert "throughput" in out and "end to end" in out

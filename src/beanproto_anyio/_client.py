@@ -48,8 +48,6 @@ queue on the server when the stream is closed.
 from __future__ import annotations
 
 import contextlib
-import math
-import socket
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -64,18 +62,14 @@ from anyio.streams.tls import TLSStream
 from beanproto import (
     DEFAULT_PRIORITY,
     DEFAULT_TTR,
-    DEFAULT_TUBE,
-    MAX_RESERVE_TIMEOUT,
     NEED_DATA,
     BrokenConnectionError,
     Bury,
     Command,
-    CommandError,
     Connection,
     Delete,
     Deleted,
     Event,
-    Found,
     Ignore,
     Inserted,
     InvalidArgument,
@@ -101,7 +95,6 @@ from beanproto import (
     Reserve,
     Reserved,
     ReserveJob,
-    ReserveWithTimeout,
     ServerStats,
     State,
     Stats,
@@ -118,6 +111,14 @@ from beanproto import (
     error_for_event,
 )
 from beanproto import Buried as BuriedEvent
+from beanproto._support import (
+    batch_outcomes,
+    job_from_event,
+    job_id,
+    reserve_command,
+    set_tcp_options,
+    setup_commands,
+)
 
 __all__ = ["Address", "Client", "connect"]
 
@@ -133,9 +134,6 @@ _QUIT_TIMEOUT: Final = 1.0
 #: How long a cancelled writer keeps writing bytes other tasks buffered before
 #: it gives up (and breaks the connection).
 _WRITE_GRACE: Final = 0.5
-#: TCP keepalive, as in the blocking client: a dead peer is noticed within about a minute.
-_KEEPALIVE: Final = (("TCP_KEEPIDLE", 30), ("TCP_KEEPALIVE", 30), ("TCP_KEEPINTVL", 10),
-                     ("TCP_KEEPCNT", 3))  # fmt: skip
 
 # What a _Call's reply means for the job it might carry.
 _PLAIN: Final = 0  # no job can come back
@@ -156,36 +154,11 @@ class _Call:
         self.wakeup: anyio.Event | None = None  # set while its task sleeps
 
 
-def _job_id(job_or_id: Job[Any] | int) -> int:
-    return job_or_id.id if isinstance(job_or_id, Job) else job_or_id
-
-
-def _setup_commands(use: str | None, watch: str | Iterable[str] | None) -> list[Command]:
-    setup: list[Command] = []
-    if use is not None:
-        setup.append(Use(use))
-    if watch is not None:
-        tubes = [watch] if isinstance(watch, str) else list(dict.fromkeys(watch))
-        if not tubes:
-            raise InvalidArgument("watch must name at least one tube")
-        setup.extend(Watch(t) for t in tubes if t != DEFAULT_TUBE)
-        if DEFAULT_TUBE not in tubes:
-            setup.append(Ignore(DEFAULT_TUBE))
-    return setup
-
-
 def _set_socket_options(stream: anyio.abc.ByteStream) -> None:
     sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
-    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in _KEEPALIVE:
-        option = getattr(socket, name, None)
-        if option is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            set_tcp_options(sock)
 
 
 def _describe(stream: anyio.abc.ByteStream) -> str:
@@ -283,7 +256,7 @@ class Client(Generic[BodyT]):
     ) -> None:
         if encoding is not None:
             "".encode(encoding)  # LookupError now for an unknown encoding
-        self._setup = _setup_commands(use, watch)
+        self._setup = setup_commands(use, watch)
         self._encoding = encoding
         self._stream = stream
         self._conn = Connection()
@@ -510,38 +483,7 @@ class Client(Generic[BodyT]):
         return events
 
     def _job(self, event: Event) -> Job[BodyT]:
-        if type(event) is Reserved or type(event) is Found:
-            body = event.body
-            if self._encoding is None:
-                return cast(Job[BodyT], Job(event.id, body))
-            return cast(Job[BodyT], Job(event.id, body.decode(self._encoding)))
-        raise error_for_event(event)
-
-    @staticmethod
-    def _check(
-        commands: Sequence[Command], events: list[Event], success: type | None
-    ) -> list[int | CommandError]:
-        """Per-command outcomes of a batch; raise the first refusal with them attached."""
-        outcomes: list[int | CommandError] = []
-        first: CommandError | None = None
-        for command, event in zip(commands, events, strict=True):
-            if type(event) is Inserted:
-                outcomes.append(event.id)
-            elif success is not None and type(event) is success:
-                outcomes.append(command.id)  # type: ignore[attr-defined]
-            elif success is None and (type(event) is Using or type(event) is Watching):
-                outcomes.append(0)
-            else:
-                error = error_for_event(event)
-                if not isinstance(error, CommandError):
-                    raise error
-                outcomes.append(error)
-                if first is None:
-                    first = error
-        if first is not None:
-            first.outcomes = outcomes
-            raise first
-        return outcomes
+        return cast(Job[BodyT], job_from_event(event, self._encoding))
 
     # -- producing -------------------------------------------------------------------
 
@@ -598,7 +540,7 @@ class Client(Generic[BodyT]):
         ids = [e.id for e in events if type(e) is Inserted]
         if len(ids) == len(events):
             return ids
-        return cast(list[int], self._check(commands, events, Inserted))
+        return cast(list[int], batch_outcomes(commands, events, Inserted))
 
     async def use(self, tube: str) -> str:
         """Put later jobs into ``tube``; return its name."""
@@ -633,18 +575,9 @@ class Client(Generic[BodyT]):
         ``reserve(timeout=0)`` keeps the client in sync unless a job came back
         for it, in which case the connection is closed for the same reason.
         """
-        if timeout is None:
-            event = await self._request(Reserve(), _BLOCKING)
-        else:
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-                raise TypeError(f"timeout must be a number, not {type(timeout).__name__}")
-            if not 0 <= timeout <= MAX_RESERVE_TIMEOUT:
-                raise InvalidArgument(
-                    f"timeout must be between 0 and {MAX_RESERVE_TIMEOUT} seconds, got {timeout}"
-                )
-            seconds = math.ceil(timeout)
-            kind = _BLOCKING if seconds else _RESERVE
-            event = await self._request(ReserveWithTimeout(seconds), kind)
+        command = reserve_command(timeout)
+        blocks = type(command) is Reserve or command.timeout  # type: ignore[union-attr]
+        event = await self._request(command, _BLOCKING if blocks else _RESERVE)
         return self._job(event)
 
     async def reserve_job(self, id: int) -> Job[BodyT]:
@@ -657,7 +590,7 @@ class Client(Generic[BodyT]):
 
     async def delete(self, job_or_id: Job[Any] | int) -> None:
         """Delete a job (a :class:`beanproto.Job` or its id)."""
-        event = await self._request(Delete(_job_id(job_or_id)))
+        event = await self._request(Delete(job_id(job_or_id)))
         if type(event) is not Deleted:
             raise error_for_event(event)
 
@@ -669,32 +602,32 @@ class Client(Generic[BodyT]):
         was deleted, or the :class:`beanproto.CommandError`. Cancellation as for
         :meth:`put_many`.
         """
-        commands = [Delete(_job_id(j)) for j in jobs_or_ids]
+        commands = [Delete(job_id(j)) for j in jobs_or_ids]
         if not commands:
             await anyio.lowlevel.checkpoint()
             return
         events = await self._exchange(commands)
         for event in events:
             if type(event) is not Deleted:
-                self._check(commands, events, Deleted)
+                batch_outcomes(commands, events, Deleted)
 
     async def release(
         self, job_or_id: Job[Any] | int, priority: int = DEFAULT_PRIORITY, delay: int = 0
     ) -> None:
         """Put a reserved job back into the ready queue (or delayed, by ``delay`` s)."""
-        event = await self._request(Release(_job_id(job_or_id), priority, delay))
+        event = await self._request(Release(job_id(job_or_id), priority, delay))
         if type(event) is not Released:
             raise error_for_event(event)
 
     async def bury(self, job_or_id: Job[Any] | int, priority: int = DEFAULT_PRIORITY) -> None:
         """Set a reserved job aside until it is kicked."""
-        event = await self._request(Bury(_job_id(job_or_id), priority))
+        event = await self._request(Bury(job_id(job_or_id), priority))
         if type(event) is not BuriedEvent:
             raise error_for_event(event)
 
     async def touch(self, job_or_id: Job[Any] | int) -> None:
         """Ask for more time: restart the TTR of a reserved job."""
-        event = await self._request(Touch(_job_id(job_or_id)))
+        event = await self._request(Touch(job_id(job_or_id)))
         if type(event) is not Touched:
             raise error_for_event(event)
 
@@ -750,7 +683,7 @@ class Client(Generic[BodyT]):
 
     async def kick_job(self, job_or_id: Job[Any] | int) -> None:
         """Kick one buried or delayed job into the ready queue."""
-        event = await self._request(KickJob(_job_id(job_or_id)))
+        event = await self._request(KickJob(job_id(job_or_id)))
         if type(event) is not Kicked:
             raise error_for_event(event)
 
@@ -763,7 +696,7 @@ class Client(Generic[BodyT]):
 
     async def stats_job(self, job_or_id: Job[Any] | int) -> JobStats:
         """A job's statistics."""
-        event = await self._request(StatsJob(_job_id(job_or_id)))
+        event = await self._request(StatsJob(job_id(job_or_id)))
         if type(event) is JobStats:
             return event
         raise error_for_event(event)
@@ -826,7 +759,7 @@ class Client(Generic[BodyT]):
         setup = self._setup
         if setup:
             try:
-                self._check(setup, await self._exchange(setup), None)
+                batch_outcomes(setup, await self._exchange(setup), None)
             except BaseException:
                 self._break("connecting failed")
                 await self._close_now()
@@ -889,7 +822,7 @@ def connect(
     """
     if encoding is not None:
         "".encode(encoding)
-    _setup_commands(use, watch)  # invalid tube names raise before connecting
+    setup_commands(use, watch)  # invalid tube names raise before connecting
     if isinstance(address, str):
         if tls or ssl_context is not None:
             raise InvalidArgument("TLS needs a (host, port) address")

@@ -13,5 +13,9 @@ echo "== ruff format --check"
 .venv/bin/ruff format --check .
 echo "== mypy --strict src"
 .venv/bin/mypy --strict src
+echo "== mkdocs build --strict"
+docs_site=$(mktemp -d)
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$docs_site"
+rm -rf "$docs_site"
 echo "== pytest"
 .venv/bin/python -m pytest --cov --cov-report=term --cov-fail-under=99 -p no:cacheprovider "$@"

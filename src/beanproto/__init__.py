@@ -108,6 +108,7 @@ from ._job import Job
 from ._stats import JobStats, ServerStats, TubeStats
 
 __version__ = "0.1.0"
+"""The version of the beanproto distribution."""
 
 __all__ = [
     "DEFAULT_PRIORITY",

@@ -63,13 +63,20 @@ __all__ = [
 ]
 
 DEFAULT_PRIORITY: Final = 2**16
+"""The priority of a job when none is given (65536; 0 is the most urgent)."""
 DEFAULT_TTR: Final = 60
+"""The time to run of a job when none is given, in seconds."""
 DEFAULT_TUBE: Final = "default"
+"""The tube a new connection uses and watches."""
 MAX_U32: Final = 2**32 - 1
+"""The largest priority, delay, ttr, kick bound or pause delay."""
 MAX_U64: Final = 2**64 - 1
+"""The largest job id."""
 MAX_RESERVE_TIMEOUT: Final = 2**31 - 1
-#: The server's line buffer, CRLF included (``LINE_BUF_SIZE`` in beanstalkd).
+"""The largest ``reserve-with-timeout`` timeout, in seconds."""
 MAX_LINE_SIZE: Final = 224
+"""The server's line buffer, CRLF included (``LINE_BUF_SIZE`` in beanstalkd): the
+longest command line it accepts."""
 
 _TUBE_NAME = re.compile(r"[A-Za-z0-9+/;.$_()][A-Za-z0-9+/;.$_()\-]{0,199}")
 
@@ -470,3 +477,4 @@ AnyCommand: TypeAlias = (
     | PauseTube
     | Quit
 )
+"""Any one of the command classes (for type annotations and ``match``)."""

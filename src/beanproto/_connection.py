@@ -301,9 +301,6 @@ _ROWS: Final[dict[type[Command], dict[bytes, tuple[int, Build]]]] = {
 }
 # Commands whose replies change what the connection knows.
 _STATEFUL: Final = frozenset({Use, Watch, Ignore, ListTubeUsed, ListTubesWatched})
-#: Every command's reply row: reply word -> (arguments on the line, a body
-#: follows, how to build the event, tokens on the line). The general errors
-#: can follow any command but ``quit``, which gets no reply at all.
 REPLIES: Final[dict[type[Command], dict[bytes, ReplySpec]]] = {
     kind: {
         word: (
@@ -318,6 +315,11 @@ REPLIES: Final[dict[type[Command], dict[bytes, ReplySpec]]] = {
     }
     for kind, row in _ROWS.items()
 }
+"""Every command's reply row: reply word -> :data:`ReplySpec` (arguments on the
+line, whether a body follows, how to build the event, tokens on the line,
+whether the event changes what the connection knows, the event when it is
+always the same one). The general errors can follow any command but ``quit``,
+which gets no reply at all."""
 
 for _kind, _row in REPLIES.items():
     _kind._replies = _row  # the reader finds a command's row through its class

@@ -70,10 +70,11 @@ class CommandError(Error):
     command succeeded, or that command's :class:`CommandError`.
     """
 
-    #: The reply word the server sent, e.g. ``"NOT_FOUND"``.
     reply: str = ""
-    #: Per-command outcomes when raised by a pipelined batch, else ``None``.
+    """The reply word the server sent, e.g. ``"NOT_FOUND"``."""
     outcomes: list[int | CommandError] | None = None
+    """Per-command outcomes when raised by a pipelined batch (a job id, or that
+    command's refusal), else ``None``."""
 
 
 class NotFoundError(CommandError):

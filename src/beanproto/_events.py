@@ -77,9 +77,10 @@ class _Sentinel(enum.Enum):
     __str__ = __repr__
 
 
-#: Returned by :meth:`Connection.next_event` when more bytes are needed.
 NEED_DATA: Final = _Sentinel.NEED_DATA
+"""Returned by :meth:`Connection.next_event` when more bytes are needed (compare with ``is``)."""
 NeedData = Literal[_Sentinel.NEED_DATA]
+"""The type of :data:`NEED_DATA`, for annotations: ``Event | NeedData``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +251,8 @@ Event: TypeAlias = (
     | TubeList
     | ConnectionClosed
 )
+"""Any one of the event classes, i.e. what :meth:`Connection.next_event` returns
+besides :data:`NEED_DATA`."""
 
 
 _REFUSALS: Final[dict[type[object], type[CommandError]]] = {

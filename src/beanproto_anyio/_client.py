@@ -124,8 +124,8 @@ __all__ = ["Address", "Client", "connect"]
 
 BodyT = TypeVar("BodyT", bytes, str)
 
-#: What :func:`connect` connects to: ``(host, port)`` or a Unix socket path.
 Address = tuple[str, int] | str
+"""What :func:`connect` connects to: ``(host, port)`` or a Unix socket path."""
 
 #: Bytes asked for per ``receive``.
 _RECV_SIZE: Final = 65536

@@ -22,10 +22,10 @@ the ready queue), and every later call raises :class:`BrokenConnectionError`.
 from __future__ import annotations
 
 import contextlib
-import math
 import select
 import socket
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Final, Generic, TypeVar, cast, overload
@@ -33,19 +33,15 @@ from typing import Any, Final, Generic, TypeVar, cast, overload
 from beanproto import (
     DEFAULT_PRIORITY,
     DEFAULT_TTR,
-    DEFAULT_TUBE,
-    MAX_RESERVE_TIMEOUT,
     NEED_DATA,
     BrokenConnectionError,
     Bury,
     Command,
-    CommandError,
     Connection,
     Delete,
     Deleted,
     Error,
     Event,
-    Found,
     Ignore,
     Inserted,
     InvalidArgument,
@@ -67,8 +63,6 @@ from beanproto import (
     Quit,
     Release,
     Released,
-    Reserve,
-    Reserved,
     ReserveJob,
     ReserveWithTimeout,
     ServerStats,
@@ -87,6 +81,14 @@ from beanproto import (
     error_for_event,
 )
 from beanproto import Buried as BuriedEvent
+from beanproto._support import (
+    batch_outcomes,
+    job_from_event,
+    job_id,
+    reserve_command,
+    set_tcp_options,
+    setup_commands,
+)
 
 __all__ = ["Address", "Client", "ConcurrentUseError"]
 
@@ -100,10 +102,6 @@ Address = tuple[str, int] | str | socket.socket
 _RECV_SIZE: Final = 65536
 #: Bytes written per ``send`` of a pipelined batch, with replies read in between.
 _SLICE: Final = 256 * 1024
-#: TCP keepalive: first probe after 30 s idle, then every 10 s, give up after 3
-#: unanswered probes, so a dead server is noticed within about a minute.
-_KEEPALIVE: Final = (("TCP_KEEPIDLE", 30), ("TCP_KEEPALIVE", 30), ("TCP_KEEPINTVL", 10),
-                     ("TCP_KEEPCNT", 3))  # fmt: skip
 #: How long ``close()`` may spend writing ``quit``.
 _QUIT_TIMEOUT: Final = 1.0
 
@@ -116,22 +114,6 @@ class ConcurrentUseError(Error, RuntimeError):
     A client is not thread-safe: give each thread its own. The call that
     detected the overlap sent nothing; the other thread's call is unaffected.
     """
-
-
-def _job_id(job_or_id: Job[Any] | int) -> int:
-    return job_or_id.id if isinstance(job_or_id, Job) else job_or_id
-
-
-def _set_socket_options(sock: socket.socket) -> None:
-    if sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in _KEEPALIVE:
-        option = getattr(socket, name, None)
-        if option is not None:
-            with contextlib.suppress(OSError):  # a platform without that option
-                sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 class Client(Generic[BodyT]):
@@ -204,16 +186,7 @@ class Client(Generic[BodyT]):
             "".encode(encoding)  # LookupError now for an unknown encoding
         if timeout is not None and not timeout > 0:
             raise InvalidArgument("timeout must be a positive number of seconds, or None")
-        setup: list[Command] = []  # built first: invalid tube names raise before connecting
-        if use is not None:
-            setup.append(Use(use))
-        if watch is not None:
-            tubes = [watch] if isinstance(watch, str) else list(dict.fromkeys(watch))
-            if not tubes:
-                raise InvalidArgument("watch must name at least one tube")
-            setup.extend(Watch(t) for t in tubes if t != DEFAULT_TUBE)
-            if DEFAULT_TUBE not in tubes:
-                setup.append(Ignore(DEFAULT_TUBE))
+        setup = setup_commands(use, watch)  # built first: invalid names raise before connecting
         self._encoding = encoding
         self._timeout = timeout
         self._conn = Connection()
@@ -248,9 +221,9 @@ class Client(Generic[BodyT]):
         self._sock = sock
         try:
             sock.settimeout(timeout)
-            _set_socket_options(sock)
+            set_tcp_options(sock)
             if setup:
-                self._check(setup, self._exchange(setup), None)
+                batch_outcomes(setup, self._exchange(setup), None)
         except BaseException:
             self._fail("connecting failed")
             raise
@@ -302,8 +275,14 @@ class Client(Generic[BodyT]):
             sock = self._sock
             conn = self._conn
             sock.sendall(conn.send(command))
-            if wait is not _SAME:
+            limit = self._timeout
+            retimed = wait is not _SAME
+            if retimed:
                 sock.settimeout(wait)
+                limit = wait
+            # The timeout bounds the whole reply, not each recv: a server that
+            # trickles bytes cannot stretch a call past it.
+            deadline = None if limit is None else time.monotonic() + limit
             recv = sock.recv
             while True:
                 data = recv(_RECV_SIZE)
@@ -313,8 +292,19 @@ class Client(Generic[BodyT]):
                 event = conn.next_event()
                 if event is not NEED_DATA:
                     break
-            if wait is not _SAME:
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError("timed out")
+                    sock.settimeout(left)
+                    retimed = True
+            if retimed:
                 sock.settimeout(self._timeout)
+            if conn.buffered or conn.state is State.BROKEN:
+                # Bytes beyond the one reply owed: the server spoke unasked, so a
+                # later reply could be handed to the wrong call. This reply is good;
+                # the connection is not.
+                self._fail("the server sent bytes nobody asked for")
             return event
         except BaseException as exc:
             replacement = self._interrupted(exc)
@@ -386,37 +376,7 @@ class Client(Generic[BodyT]):
             sock.settimeout(self._timeout)
 
     def _job(self, event: Event) -> Job[BodyT]:
-        if type(event) is Reserved or type(event) is Found:
-            body = event.body
-            if self._encoding is None:
-                return cast(Job[BodyT], Job(event.id, body))
-            return cast(Job[BodyT], Job(event.id, body.decode(self._encoding)))
-        raise error_for_event(event)
-
-    def _check(
-        self, commands: Sequence[Command], events: list[Event], success: type | None
-    ) -> list[int | CommandError]:
-        """Per-command outcomes of a batch; raise the first refusal with them attached."""
-        outcomes: list[int | CommandError] = []
-        first: CommandError | None = None
-        for command, event in zip(commands, events, strict=True):
-            if type(event) is Inserted:
-                outcomes.append(event.id)
-            elif success is not None and type(event) is success:
-                outcomes.append(command.id)  # type: ignore[attr-defined]
-            elif success is None and (type(event) is Using or type(event) is Watching):
-                outcomes.append(0)
-            else:
-                error = error_for_event(event)
-                if not isinstance(error, CommandError):
-                    raise error
-                outcomes.append(error)
-                if first is None:
-                    first = error
-        if first is not None:
-            first.outcomes = outcomes
-            raise first
-        return outcomes
+        return cast(Job[BodyT], job_from_event(event, self._encoding))
 
     # -- producing -------------------------------------------------------------------
 
@@ -469,7 +429,7 @@ class Client(Generic[BodyT]):
         ids = [e.id for e in events if type(e) is Inserted]
         if len(ids) == len(events):
             return ids
-        return cast(list[int], self._check(commands, events, Inserted))
+        return cast(list[int], batch_outcomes(commands, events, Inserted))
 
     def use(self, tube: str) -> str:
         """Put later jobs into ``tube``; return its name."""
@@ -497,21 +457,14 @@ class Client(Generic[BodyT]):
         about to reach its TTR. While a reserve waits the socket timeout is
         ``None`` (plain reserve) or ``timeout`` plus the client's timeout.
         """
-        if timeout is None:
-            event = self._request(Reserve(), _SAME if self._timeout is None else None)
-        else:
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-                raise TypeError(f"timeout must be a number, not {type(timeout).__name__}")
-            if not 0 <= timeout <= MAX_RESERVE_TIMEOUT:
-                raise InvalidArgument(
-                    f"timeout must be between 0 and {MAX_RESERVE_TIMEOUT} seconds, got {timeout}"
-                )
-            seconds = math.ceil(timeout)
-            if seconds == 0:
-                event = self._request(ReserveWithTimeout(0))
-            else:
-                wait = _SAME if self._timeout is None else seconds + self._timeout
-                event = self._request(ReserveWithTimeout(seconds), wait)
+        command = reserve_command(timeout)
+        wait: float | None = _SAME
+        if not isinstance(command, ReserveWithTimeout):
+            if self._timeout is not None:
+                wait = None  # a plain reserve waits however long it takes
+        elif command.timeout and self._timeout is not None:
+            wait = command.timeout + self._timeout
+        event = self._request(command, wait)
         return self._job(event)
 
     def reserve_job(self, id: int) -> Job[BodyT]:
@@ -520,7 +473,7 @@ class Client(Generic[BodyT]):
 
     def delete(self, job_or_id: Job[Any] | int) -> None:
         """Delete a job (a :class:`beanproto.Job` or its id)."""
-        event = self._request(Delete(_job_id(job_or_id)))
+        event = self._request(Delete(job_id(job_or_id)))
         if type(event) is not Deleted:
             raise error_for_event(event)
 
@@ -531,31 +484,31 @@ class Client(Generic[BodyT]):
         raised with ``exc.outcomes``: one entry per job, its id (``int``) when it
         was deleted, or the :class:`beanproto.CommandError`.
         """
-        commands = [Delete(_job_id(j)) for j in jobs_or_ids]
+        commands = [Delete(job_id(j)) for j in jobs_or_ids]
         if not commands:
             return
         events = self._exchange(commands)
         for event in events:
             if type(event) is not Deleted:
-                self._check(commands, events, Deleted)
+                batch_outcomes(commands, events, Deleted)
 
     def release(
         self, job_or_id: Job[Any] | int, priority: int = DEFAULT_PRIORITY, delay: int = 0
     ) -> None:
         """Put a reserved job back into the ready queue (or delayed, by ``delay`` s)."""
-        event = self._request(Release(_job_id(job_or_id), priority, delay))
+        event = self._request(Release(job_id(job_or_id), priority, delay))
         if type(event) is not Released:
             raise error_for_event(event)
 
     def bury(self, job_or_id: Job[Any] | int, priority: int = DEFAULT_PRIORITY) -> None:
         """Set a reserved job aside until it is kicked."""
-        event = self._request(Bury(_job_id(job_or_id), priority))
+        event = self._request(Bury(job_id(job_or_id), priority))
         if type(event) is not BuriedEvent:
             raise error_for_event(event)
 
     def touch(self, job_or_id: Job[Any] | int) -> None:
         """Ask for more time: restart the TTR of a reserved job."""
-        event = self._request(Touch(_job_id(job_or_id)))
+        event = self._request(Touch(job_id(job_or_id)))
         if type(event) is not Touched:
             raise error_for_event(event)
 
@@ -611,7 +564,7 @@ class Client(Generic[BodyT]):
 
     def kick_job(self, job_or_id: Job[Any] | int) -> None:
         """Kick one buried or delayed job into the ready queue."""
-        event = self._request(KickJob(_job_id(job_or_id)))
+        event = self._request(KickJob(job_id(job_or_id)))
         if type(event) is not Kicked:
             raise error_for_event(event)
 
@@ -624,7 +577,7 @@ class Client(Generic[BodyT]):
 
     def stats_job(self, job_or_id: Job[Any] | int) -> JobStats:
         """A job's statistics."""
-        event = self._request(StatsJob(_job_id(job_or_id)))
+        event = self._request(StatsJob(job_id(job_or_id)))
         if type(event) is JobStats:
             return event
         raise error_for_event(event)

@@ -92,9 +92,9 @@ from beanproto import (
     Release,
     Released,
     RemoteProtocolError,
-    Reserve,
     Reserved,
     ReserveJob,
+    ReserveWithTimeout,
     ServerStats,
     State,
     Stats,
@@ -476,10 +476,25 @@ class Client(Generic[BodyT]):
         data = b"".join([conn.send(c) for c in commands])
         out.append(data)
         calls.extend(batch)
+        # The writer handles its own failures (it breaks the connection), so any
+        # error comes from waiting here. It is raised after the task group, as
+        # itself rather than inside an exception group; cancellation alone goes
+        # through the group, which is how anyio and trio expect it to travel.
+        failure: BaseException | None = None
+        events: list[Event] = []
         async with anyio.create_task_group() as tg:
             if not self._writing:
                 tg.start_soon(self._flush)
-            events = [await self._wait(call) for call in batch]
+            try:
+                for call in batch:
+                    events.append(await self._wait(call))
+            except anyio.get_cancelled_exc_class():
+                raise
+            except BaseException as exc:
+                failure = exc
+                tg.cancel_scope.cancel()  # the connection is broken: stop writing
+        if failure is not None:
+            raise failure
         return events
 
     def _job(self, event: Event) -> Job[BodyT]:
@@ -576,7 +591,7 @@ class Client(Generic[BodyT]):
         for it, in which case the connection is closed for the same reason.
         """
         command = reserve_command(timeout)
-        blocks = type(command) is Reserve or command.timeout  # type: ignore[union-attr]
+        blocks = not isinstance(command, ReserveWithTimeout) or command.timeout > 0
         event = await self._request(command, _BLOCKING if blocks else _RESERVE)
         return self._job(event)
 

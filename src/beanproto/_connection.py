@@ -506,6 +506,8 @@ class Connection:
             buffer = self._buffer
             buf = buffer.buf
             pos = buffer.pos
+            if pos == len(buf) and not buffer.chunks and not buffer.eof:
+                return NEED_DATA  # all read: the common end of a drain loop
             i = buf.find(b"\r\n", pos)
             # Request/response: the buffer holds exactly one reply. The same
             # steps as _parse_from's loop, without its set-up; anything unusual

@@ -25,10 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -42,6 +39,7 @@ import anyio.abc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import beanproto_anyio
+from _server import start_server
 
 PUT_FMT = b"put 65536 0 60 %d\r\n%b\r\n"
 TASKS = 64
@@ -203,24 +201,6 @@ async def one_rep(
 
     if backend == "asyncio":
         await _aiostalk(addr, body, n, timed)
-
-
-def start_server() -> tuple[subprocess.Popen[bytes], tuple[str, int]]:
-    binary = os.environ.get("BEANSTALKD") or shutil.which("beanstalkd") or "/usr/bin/beanstalkd"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, "-l", "127.0.0.1", "-p", str(port)])
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, ("127.0.0.1", port)
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("beanstalkd did not start") from None
-            time.sleep(0.02)
 
 
 def main() -> None:

@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -35,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from _server import start_server
 from beanproto_sync import Client
 
 PUT_FMT = b"put 65536 0 60 %d\r\n%b\r\n"
@@ -200,24 +199,6 @@ def run_rep(addr: tuple[str, int], body: bytes, n: int, batch: int, rep: int) ->
     for run in runs[k:] + runs[:k]:
         run()
     return results
-
-
-def start_server() -> tuple[subprocess.Popen[bytes], tuple[str, int]]:
-    binary = os.environ.get("BEANSTALKD") or shutil.which("beanstalkd") or "/usr/bin/beanstalkd"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, "-l", "127.0.0.1", "-p", str(port)])
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, ("127.0.0.1", port)
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("beanstalkd did not start") from None
-            time.sleep(0.02)
 
 
 def main() -> None:

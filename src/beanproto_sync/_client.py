@@ -63,6 +63,7 @@ from beanproto import (
     Quit,
     Release,
     Released,
+    RemoteProtocolError,
     ReserveJob,
     ReserveWithTimeout,
     ServerStats,
@@ -300,10 +301,14 @@ class Client(Generic[BodyT]):
                     retimed = True
             if retimed:
                 sock.settimeout(self._timeout)
-            if conn.buffered or conn.state is State.BROKEN:
-                # Bytes beyond the one reply owed: the server spoke unasked, so a
-                # later reply could be handed to the wrong call. This reply is good;
-                # the connection is not.
+            # Bytes beyond the one reply owed mean the server spoke unasked, and a
+            # later call could take them for its reply. This reply is good; the
+            # connection is not. (With nothing owed, the core refuses any byte.)
+            try:
+                extra = conn.next_event()
+            except RemoteProtocolError:
+                extra = None
+            if extra is not NEED_DATA:
                 self._fail("the server sent bytes nobody asked for")
             return event
         except BaseException as exc:

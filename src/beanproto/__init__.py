@@ -55,6 +55,7 @@ from ._commands import (
 from ._connection import REPLIES, Connection, State
 from ._errors import (
     BadFormatError,
+    BodyDecodeError,
     BrokenConnectionError,
     BuriedError,
     CommandError,
@@ -123,6 +124,7 @@ __all__ = [
     "AnyCommand",
     "BadFormat",
     "BadFormatError",
+    "BodyDecodeError",
     "BrokenConnectionError",
     "Buried",
     "BuriedError",

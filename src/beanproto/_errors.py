@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = [
     "BadFormatError",
+    "BodyDecodeError",
     "BrokenConnectionError",
     "BuriedError",
     "CommandError",
@@ -168,3 +169,19 @@ class BrokenConnectionError(Error):
     cancellation, ``KeyboardInterrupt``, I/O error) or the server broke the
     protocol. Open a new client.
     """
+
+
+class BodyDecodeError(Error, ValueError):
+    """A job's body does not decode with the client's ``encoding``.
+
+    Raised by a reserve or peek of a client with an encoding. The job was
+    reserved (or peeked) all the same: :attr:`id` and the raw :attr:`body` let
+    the caller bury, release or delete it; the ``UnicodeDecodeError`` is the
+    ``__cause__``.
+    """
+
+    def __init__(self, id: int, body: bytes, encoding: str) -> None:
+        super().__init__(f"the body of job {id} does not decode as {encoding}")
+        self.id = id
+        self.body = body
+        self.encoding = encoding

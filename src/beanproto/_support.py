@@ -27,7 +27,7 @@ from ._commands import (
     Use,
     Watch,
 )
-from ._errors import CommandError, InvalidArgument
+from ._errors import BodyDecodeError, CommandError, InvalidArgument
 from ._events import Event, Found, Inserted, Reserved, Using, Watching, error_for_event
 from ._job import Job
 
@@ -105,10 +105,17 @@ def reserve_command(timeout: float | None) -> Reserve | ReserveWithTimeout:
 
 def job_from_event(event: Event, encoding: str | None) -> Job[Any]:
     """The job a ``RESERVED``/``FOUND`` reply carries, its body decoded if an
-    ``encoding`` is given; any other reply raises its error."""
+    ``encoding`` is given (:class:`BodyDecodeError`, with the job's id, if it
+    does not decode); any other reply raises its error."""
     if type(event) is Reserved or type(event) is Found:
         body = event.body
-        return Job(event.id, body if encoding is None else body.decode(encoding))
+        if encoding is None:
+            return Job(event.id, body)
+        try:
+            return Job(event.id, body.decode(encoding))
+        except UnicodeDecodeError as exc:
+            # The job is ours all the same: say which, so it can be dealt with.
+            raise BodyDecodeError(event.id, body, encoding) from exc
     raise error_for_event(event)
 
 

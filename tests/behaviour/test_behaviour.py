@@ -52,6 +52,16 @@ async def test_encoding(open_client: OpenClient, tube: str) -> None:
             await c.put("text")
 
 
+async def test_undecodable_body_is_not_lost(open_client: OpenClient, tube: str) -> None:
+    async with open_client(encoding="utf-8", use=tube, watch=tube) as c:
+        job_id = await c.put(b"\xff\xfe not utf-8", priority=3)
+        with pytest.raises(bp.BodyDecodeError) as info:
+            await c.reserve(timeout=0)
+        assert info.value.id == job_id and info.value.body == b"\xff\xfe not utf-8"
+        await c.bury(info.value.id)  # the job is ours: it can be dealt with
+        assert (await c.stats_job(job_id)).state == "buried"
+
+
 async def test_refusals(open_client: OpenClient, tube: str) -> None:
     async with open_client(use=tube, watch=tube) as c:
         missing = 2**63

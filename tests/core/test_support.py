@@ -75,3 +75,11 @@ def test_batch_outcomes() -> None:
     assert batch_outcomes(setup, [bp.Using("a"), bp.Watching(2)], None) == [0, 0]
     with pytest.raises(bp.BrokenConnectionError):
         batch_outcomes(deletes, [bp.Deleted(), bp.ConnectionClosed()], bp.Deleted)
+
+
+def test_undecodable_body_names_the_job() -> None:
+    with pytest.raises(bp.BodyDecodeError) as info:
+        job_from_event(bp.Reserved(9, b"\xff\xfe"), "utf-8")
+    assert (info.value.id, info.value.body, info.value.encoding) == (9, b"\xff\xfe", "utf-8")
+    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value.__cause__, UnicodeDecodeError)

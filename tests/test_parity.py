@@ -47,7 +47,7 @@ def test_same_construction_keywords() -> None:
     sync = inspect.signature(beanproto_sync.Client.__init__).parameters
     client = inspect.signature(beanproto_anyio.Client.__init__).parameters
     connect = inspect.signature(beanproto_anyio.connect).parameters
-    for name in ("encoding", "use", "watch"):
+    for name in ("encoding", "use", "watch", "max_body_size"):
         assert sync[name] == client[name] == connect[name]
     assert {"tls", "ssl_context"} <= set(connect)
 

@@ -52,7 +52,7 @@ from ._commands import (
     Watch,
     check_tube,
 )
-from ._connection import REPLIES, Connection, State
+from ._connection import DEFAULT_MAX_BODY_SIZE, REPLIES, Connection, State
 from ._errors import (
     BadFormatError,
     BodyDecodeError,
@@ -112,6 +112,7 @@ __version__ = "0.1.0"
 """The version of the beanproto distribution."""
 
 __all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_PRIORITY",
     "DEFAULT_TTR",
     "DEFAULT_TUBE",

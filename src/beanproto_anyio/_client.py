@@ -60,6 +60,7 @@ import anyio.lowlevel
 from anyio.streams.tls import TLSStream
 
 from beanproto import (
+    DEFAULT_MAX_BODY_SIZE,
     DEFAULT_PRIORITY,
     DEFAULT_TTR,
     NEED_DATA,
@@ -182,7 +183,9 @@ class Client(Generic[BodyT]):
     one write. The client owns the stream and closes it. With ``encoding=None``
     job bodies are ``bytes`` in and out (``Client[bytes]``); with an encoding,
     :meth:`put` takes ``str`` (or ``bytes``) and jobs carry ``str`` bodies
-    (``Client[str]``). The methods are those of :class:`beanproto_sync.Client`,
+    (``Client[str]``). ``max_body_size`` bounds the body of a reply the client
+    accepts (default 1 GiB); a server announcing more is refused at once with
+    :class:`beanproto.RemoteProtocolError`. The methods are those of :class:`beanproto_sync.Client`,
     as coroutines; bound them with ``anyio.fail_after``/``move_on_after``.
 
     Sharing: many tasks may use one client at once. Their commands never
@@ -234,6 +237,7 @@ class Client(Generic[BodyT]):
         encoding: None = None,
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None: ...
 
     @overload
@@ -244,6 +248,7 @@ class Client(Generic[BodyT]):
         encoding: str,
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None: ...
 
     def __init__(
@@ -253,13 +258,14 @@ class Client(Generic[BodyT]):
         encoding: str | None = None,
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
         if encoding is not None:
             "".encode(encoding)  # LookupError now for an unknown encoding
         self._setup = setup_commands(use, watch)
         self._encoding = encoding
         self._stream = stream
-        self._conn = Connection()
+        self._conn = Connection(max_body_size=max_body_size)
         self._calls: deque[_Call] = deque()
         self._out: list[bytes] = []
         self._writing = False
@@ -803,6 +809,7 @@ def connect(
     watch: str | Iterable[str] | None = None,
     tls: bool = False,
     ssl_context: Any = None,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
 ) -> AbstractAsyncContextManager[Client[bytes]]: ...
 
 
@@ -815,6 +822,7 @@ def connect(
     watch: str | Iterable[str] | None = None,
     tls: bool = False,
     ssl_context: Any = None,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
 ) -> AbstractAsyncContextManager[Client[str]]: ...
 
 
@@ -826,6 +834,7 @@ def connect(
     watch: str | Iterable[str] | None = None,
     tls: bool = False,
     ssl_context: Any = None,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
 ) -> AbstractAsyncContextManager[Client[Any]]:
     """Connect to beanstalkd: ``async with connect(address) as client``.
 
@@ -845,7 +854,7 @@ def connect(
         raise TypeError(
             f"address must be (host, port) or a Unix socket path, not {type(address).__name__}"
         )
-    return _connect(address, encoding, use, watch, tls, ssl_context)
+    return _connect(address, encoding, use, watch, tls, ssl_context, max_body_size)
 
 
 @asynccontextmanager
@@ -856,6 +865,7 @@ async def _connect(
     watch: str | Iterable[str] | None,
     tls: bool,
     ssl_context: Any,
+    max_body_size: int,
 ) -> AsyncIterator[Client[Any]]:
     stream: anyio.abc.ByteStream
     if isinstance(address, str):
@@ -874,7 +884,9 @@ async def _connect(
                 await anyio.aclose_forcefully(raw)
                 raise
     try:
-        client: Client[Any] = Client(stream, encoding=encoding, use=use, watch=watch)
+        client: Client[Any] = Client(
+            stream, encoding=encoding, use=use, watch=watch, max_body_size=max_body_size
+        )
     except BaseException:
         await anyio.aclose_forcefully(stream)
         raise

@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Any, Final, Generic, TypeVar, cast, overload
 
 from beanproto import (
+    DEFAULT_MAX_BODY_SIZE,
     DEFAULT_PRIORITY,
     DEFAULT_TTR,
     NEED_DATA,
@@ -128,6 +129,11 @@ class Client(Generic[BodyT]):
     iterable of tubes; without ``"default"`` in it, ``default`` is ignored) are
     sent at connect time in one write.
 
+    ``max_body_size`` bounds the body of a reply (a job or a stats payload)
+    that the client accepts; a server announcing more is refused at once with
+    :class:`beanproto.RemoteProtocolError` (default: 1 GiB, beanstalkd's own
+    limit on ``max-job-size``).
+
     ``timeout`` (seconds, ``None`` for none) bounds every send and every reply
     except the wait of a reserve: ``reserve(timeout=t)`` may take ``t`` plus
     ``timeout``, and ``reserve()`` waits for a job however long it takes (TCP
@@ -161,6 +167,7 @@ class Client(Generic[BodyT]):
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
         timeout: float | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None: ...
 
     @overload
@@ -172,6 +179,7 @@ class Client(Generic[BodyT]):
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
         timeout: float | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None: ...
 
     def __init__(
@@ -182,6 +190,7 @@ class Client(Generic[BodyT]):
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
         timeout: float | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
         if encoding is not None:
             "".encode(encoding)  # LookupError now for an unknown encoding
@@ -190,7 +199,7 @@ class Client(Generic[BodyT]):
         setup = setup_commands(use, watch)  # built first: invalid names raise before connecting
         self._encoding = encoding
         self._timeout = timeout
-        self._conn = Connection()
+        self._conn = Connection(max_body_size=max_body_size)
         self._lock = threading.Lock()
         self._broken: str | None = None
         self._address = "?"

@@ -52,6 +52,20 @@ async def test_encoding(open_client: OpenClient, tube: str) -> None:
             await c.put("text")
 
 
+async def test_max_body_size_refuses_a_larger_announced_body(
+    open_client: OpenClient, tube: str
+) -> None:
+    async with open_client(use=tube, watch=tube) as c:
+        await c.put(b"x" * 2000)
+    async with open_client(use=tube, watch=tube, max_body_size=1000) as c:
+        with pytest.raises(bp.RemoteProtocolError, match="over max_body_size"):
+            await c.peek_ready()
+        with pytest.raises(bp.BrokenConnectionError):
+            await c.stats()
+    async with open_client(use=tube, watch=tube, max_body_size=2000) as c:
+        assert (await c.peek_ready()).body == b"x" * 2000
+
+
 async def test_undecodable_body_is_not_lost(open_client: OpenClient, tube: str) -> None:
     async with open_client(encoding="utf-8", use=tube, watch=tube) as c:
         job_id = await c.put(b"\xff\xfe not utf-8", priority=3)

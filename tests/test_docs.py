@@ -40,6 +40,7 @@ PYTHON_PAGES = [
     "cancellation.md",
     "errors.md",
     "greenstalk.md",
+    "../README.md",
 ]
 
 _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)

@@ -114,3 +114,13 @@ def test_send_failed_after_a_clean_close_keeps_it_closed() -> None:
     assert conn2.state is bp.State.BROKEN
     with pytest.raises(bp.LocalProtocolError, match="send_failed"):
         conn2.next_event()
+
+
+def test_watch_list_from_a_reply_whose_body_arrives_in_pieces() -> None:
+    conn = bp.Connection()
+    conn.send(bp.ListTubesWatched())
+    conn.receive_data(b"OK 18\r\n---\n- default")
+    assert conn.next_event() is bp.NEED_DATA
+    conn.receive_data(b"\n- a\n\r\n")
+    assert conn.next_event() == bp.TubeList(("default", "a"))
+    assert conn.watched_tubes == ("default", "a")

@@ -83,3 +83,19 @@ def test_undecodable_body_names_the_job() -> None:
     assert (info.value.id, info.value.body, info.value.encoding) == (9, b"\xff\xfe", "utf-8")
     assert isinstance(info.value, ValueError)
     assert isinstance(info.value.__cause__, UnicodeDecodeError)
+
+
+def test_set_tcp_options() -> None:
+    import socket
+
+    from beanproto._support import set_tcp_options
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        set_tcp_options(tcp)
+        assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert tcp.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
+        set_tcp_options(unix)  # not TCP: left alone
+        assert not unix.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)

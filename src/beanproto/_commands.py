@@ -209,10 +209,11 @@ class _IdCommand(Command):
     __slots__ = ()
     id: int
 
-    def __post_init__(self) -> None:
-        id = self.id
+    def __init__(self, id: int) -> None:
+        # By hand (the subclasses say init=False): workers build one per job.
         if type(id) is not int or not 0 <= id <= MAX_U64:
             _check_int("a job id", id, MAX_U64)
+        object.__setattr__(self, "id", id)
 
     def _encode(self) -> bytes:
         return b"%s %d\r\n" % (self.verb.encode(), self.id)
@@ -257,7 +258,7 @@ class ReserveWithTimeout(Command):
         return b"reserve-with-timeout %d\r\n" % self.timeout
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ReserveJob(_IdCommand):
     """``reserve-job`` (beanstalkd 1.12+): reserve job ``id`` whatever its tube or state."""
 
@@ -265,7 +266,7 @@ class ReserveJob(_IdCommand):
     verb: ClassVar[str] = "reserve-job"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Delete(_IdCommand):
     """``delete``: remove job ``id``."""
 
@@ -307,7 +308,7 @@ class Bury(Command):
         return b"bury %d %d\r\n" % (self.id, self.priority)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Touch(_IdCommand):
     """``touch``: restart the TTR of a reserved job."""
 
@@ -331,7 +332,7 @@ class Ignore(_TubeCommand):
     verb: ClassVar[str] = "ignore"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Peek(_IdCommand):
     """``peek``: look at job ``id`` in any tube and state."""
 
@@ -375,7 +376,7 @@ class Kick(Command):
         return b"kick %d\r\n" % self.bound
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class KickJob(_IdCommand):
     """``kick-job``: move buried or delayed job ``id`` to ready."""
 
@@ -383,7 +384,7 @@ class KickJob(_IdCommand):
     verb: ClassVar[str] = "kick-job"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class StatsJob(_IdCommand):
     """``stats-job``: the statistics of job ``id``."""
 

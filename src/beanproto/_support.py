@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from ._commands import (
@@ -89,11 +89,17 @@ def setup_commands(use: str | None, watch: str | Iterable[str] | None) -> list[C
     return setup
 
 
+_RESERVE: Final = Reserve()
+_POLL: Final = ReserveWithTimeout(0)
+
+
 def reserve_command(timeout: float | None) -> Reserve | ReserveWithTimeout:
     """``reserve`` for ``None``, else ``reserve-with-timeout`` with the seconds
     rounded up (0 polls)."""
     if timeout is None:
-        return Reserve()
+        return _RESERVE
+    if timeout == 0 and type(timeout) is int:
+        return _POLL  # commands are immutable: the common ones are built once
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
     if not 0 <= timeout <= MAX_RESERVE_TIMEOUT:  # NaN fails this too
@@ -103,6 +109,13 @@ def reserve_command(timeout: float | None) -> Reserve | ReserveWithTimeout:
     return ReserveWithTimeout(math.ceil(timeout))
 
 
+# Jobs are frozen dataclasses; a worker builds one per reserve, so build them
+# through their slots (as the core does its hot events) rather than __init__.
+_new = object.__new__
+_set_job_id: Final[Callable[[object, object], None]] = getattr(Job, "id").__set__  # noqa: B009
+_set_job_body: Final[Callable[[object, object], None]] = getattr(Job, "body").__set__  # noqa: B009
+
+
 def job_from_event(event: Event, encoding: str | None) -> Job[Any]:
     """The job a ``RESERVED``/``FOUND`` reply carries, its body decoded if an
     ``encoding`` is given (:class:`BodyDecodeError`, with the job's id, if it
@@ -110,7 +123,10 @@ def job_from_event(event: Event, encoding: str | None) -> Job[Any]:
     if type(event) is Reserved or type(event) is Found:
         body = event.body
         if encoding is None:
-            return Job(event.id, body)
+            job: Job[Any] = _new(Job)
+            _set_job_id(job, event.id)
+            _set_job_body(job, body)
+            return job
         try:
             return Job(event.id, body.decode(encoding))
         except UnicodeDecodeError as exc:

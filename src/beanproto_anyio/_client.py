@@ -47,8 +47,8 @@ queue on the server when the stream is closed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import sys
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -167,16 +167,21 @@ def _cancel_check() -> Callable[[], Awaitable[None]]:
     """The running backend's own ``checkpoint_if_cancelled``: every call makes one
     before it sends anything, and anyio's dispatching wrapper costs about a
     microsecond per call on trio."""
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            trio.lowlevel.current_task()
-        except RuntimeError:  # not inside trio: asyncio
-            pass
-        else:
-            check: Callable[[], Awaitable[None]] = trio.lowlevel.checkpoint_if_cancelled
-            return check
-    return anyio.lowlevel.checkpoint_if_cancelled
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return anyio.lowlevel.checkpoint_if_cancelled
+    try:
+        # A real import, not sys.modules: another thread may be importing trio
+        # right now, and the import waits until the module is complete.
+        import trio
+
+        trio.lowlevel.current_task()
+    except (ImportError, RuntimeError):  # pragma: no cover - neither asyncio nor trio
+        return anyio.lowlevel.checkpoint_if_cancelled
+    return trio.lowlevel.checkpoint_if_cancelled
 
 
 def _describe(stream: anyio.abc.ByteStream) -> str:

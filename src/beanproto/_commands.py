@@ -60,6 +60,7 @@ __all__ = [
     "Use",
     "Watch",
     "check_tube",
+    "slot_setter",
 ]
 
 DEFAULT_PRIORITY: Final = 2**16
@@ -183,15 +184,19 @@ def _as_body(body: object) -> bytes:
     return bytes(body)
 
 
-def _setter(cls: type, field: str) -> Callable[[object, object], None]:
+def slot_setter(cls: type, field: str) -> Callable[[object, object], None]:
+    """Sets ``field`` of a frozen slotted dataclass directly through its slot.
+
+    For objects built once per job or per reply (``Put``, hot events, ``Job``):
+    it skips the frozen ``__init__``'s ``object.__setattr__`` calls."""
     setter: Callable[[object, object], None] = getattr(cls, field).__set__
     return setter
 
 
-_set_put_body = _setter(Put, "body")
-_set_put_priority = _setter(Put, "priority")
-_set_put_delay = _setter(Put, "delay")
-_set_put_ttr = _setter(Put, "ttr")
+_set_put_body = slot_setter(Put, "body")
+_set_put_priority = slot_setter(Put, "priority")
+_set_put_delay = slot_setter(Put, "delay")
+_set_put_ttr = slot_setter(Put, "ttr")
 
 
 class _TubeCommand(Command):

@@ -58,6 +58,7 @@ from ._commands import (
     Use,
     Watch,
     check_tube,
+    slot_setter,
 )
 from ._errors import InvalidArgument, LocalProtocolError, RemoteProtocolError
 from ._events import (
@@ -138,19 +139,14 @@ def _tube(cmd: Command, token: bytes) -> str:
         raise RemoteProtocolError(f"the server sent an invalid tube name {token[:40]!r}") from None
 
 
-def _setter(cls: type, field: str) -> Callable[[object, object], None]:
-    setter: Callable[[object, object], None] = getattr(cls, field).__set__
-    return setter
-
-
 # Events are frozen dataclasses; building the hot ones through their slots
 # skips the frozen __init__'s object.__setattr__ calls (about half the cost).
 _new = object.__new__
-_set_reserved_id = _setter(Reserved, "id")
-_set_reserved_body = _setter(Reserved, "body")
-_set_found_id = _setter(Found, "id")
-_set_found_body = _setter(Found, "body")
-_set_inserted_id = _setter(Inserted, "id")
+_set_reserved_id = slot_setter(Reserved, "id")
+_set_reserved_body = slot_setter(Reserved, "body")
+_set_found_id = slot_setter(Found, "id")
+_set_found_body = slot_setter(Found, "body")
+_set_inserted_id = slot_setter(Inserted, "id")
 
 
 def _reserved(cmd: Command, parts: list[bytes], body: bytes) -> Event:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from ._commands import (
@@ -26,6 +26,7 @@ from ._commands import (
     ReserveWithTimeout,
     Use,
     Watch,
+    slot_setter,
 )
 from ._errors import BodyDecodeError, CommandError, InvalidArgument
 from ._events import Event, Found, Inserted, Reserved, Using, Watching, error_for_event
@@ -112,8 +113,8 @@ def reserve_command(timeout: float | None) -> Reserve | ReserveWithTimeout:
 # Jobs are frozen dataclasses; a worker builds one per reserve, so build them
 # through their slots (as the core does its hot events) rather than __init__.
 _new = object.__new__
-_set_job_id: Final[Callable[[object, object], None]] = getattr(Job, "id").__set__  # noqa: B009
-_set_job_body: Final[Callable[[object, object], None]] = getattr(Job, "body").__set__  # noqa: B009
+_set_job_id: Final = slot_setter(Job, "id")
+_set_job_body: Final = slot_setter(Job, "body")
 
 
 def job_from_event(event: Event, encoding: str | None) -> Job[Any]:

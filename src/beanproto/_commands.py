@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, TypeAlias
+from typing import Any, ClassVar, Final, Protocol, TypeAlias
 
 from ._errors import InvalidArgument
 
@@ -112,6 +112,12 @@ def _encode_line(line: bytes) -> bytes:
     return line + b"\r\n"
 
 
+class Matcher(Protocol):
+    """A compiled pattern's ``match``: the reader's one-step parse of a reply."""
+
+    def __call__(self, string: bytes, pos: int = 0, /) -> re.Match[bytes] | None: ...
+
+
 class Command:
     """Base class of every command. Instances are immutable and already valid."""
 
@@ -121,6 +127,10 @@ class Command:
     verb: ClassVar[str]
     #: The replies this command may get (set by ``_connection`` from its table).
     _replies: ClassVar[dict[bytes, Any]]
+    #: Matches this command's common reply in one step, or None (``_connection``).
+    _fast: ClassVar[Matcher | None] = None
+    #: Its common reply when that is always the same line: (line, event), or None.
+    _exact: ClassVar[tuple[bytes, Any] | None] = None
 
     def _encode(self) -> bytes:
         raise NotImplementedError  # pragma: no cover

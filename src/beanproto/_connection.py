@@ -22,6 +22,7 @@ once some of its bytes may be missing, no later reply can be trusted.
 from __future__ import annotations
 
 import enum
+import re
 from collections import deque
 from collections.abc import Callable
 from typing import Final
@@ -40,6 +41,7 @@ from ._commands import (
     ListTubes,
     ListTubesWatched,
     ListTubeUsed,
+    Matcher,
     PauseTube,
     Peek,
     PeekBuried,
@@ -149,11 +151,15 @@ _set_found_body = slot_setter(Found, "body")
 _set_inserted_id = slot_setter(Inserted, "id")
 
 
+def _job_id(token: bytes) -> int:
+    # The common case inline; _number() for the message, and for the 20-digit
+    # ids that may still be at most MAX_U64.
+    return int(token) if token.isdigit() and len(token) < 20 else _number(token, "a job id")
+
+
 def _reserved(cmd: Command, parts: list[bytes], body: bytes) -> Event:
-    token = parts[1]
-    id = int(token) if token.isdigit() and len(token) < 20 else _number(token, "a job id")
     event = _new(Reserved)
-    _set_reserved_id(event, id)
+    _set_reserved_id(event, _job_id(parts[1]))
     _set_reserved_body(event, body)
     return event
 
@@ -176,10 +182,8 @@ def _found(cmd: Command, parts: list[bytes], body: bytes) -> Event:
 
 
 def _inserted(cmd: Command, parts: list[bytes], body: bytes) -> Event:
-    token = parts[1]
-    id = int(token) if token.isdigit() and len(token) < 20 else _number(token, "a job id")
     event = _new(Inserted)
-    _set_inserted_id(event, id)
+    _set_inserted_id(event, _job_id(parts[1]))
     return event
 
 
@@ -319,6 +323,52 @@ which gets no reply at all."""
 
 for _kind, _row in REPLIES.items():
     _kind._replies = _row  # the reader finds a command's row through its class
+
+# One regex per common reply checks the word, the arity, that the numbers are
+# digits (19 at most, so an id fits in u64 and a size in an int cheaply) and
+# the CRLF, in a single call: about half the cost of splitting the line and
+# looking the word up. A reply the regex does not match (other words, a 20-digit
+# id, garbage) is read by the general path, which also produces the errors.
+_FAST_INSERTED: Final[Matcher] = re.compile(rb"INSERTED ([0-9]{1,19})\r\n").match
+_FAST_RESERVED: Final[Matcher] = re.compile(rb"RESERVED ([0-9]{1,19}) ([0-9]{1,19})\r\n").match
+Put._fast = _FAST_INSERTED
+Reserve._fast = _FAST_RESERVED
+ReserveWithTimeout._fast = _FAST_RESERVED
+# The constant replies a worker gets for each job are compared whole.
+for _kind, _word in [
+    (Delete, b"DELETED"),
+    (Release, b"RELEASED"),
+    (Bury, b"BURIED"),
+    (Touch, b"TOUCHED"),
+    (KickJob, b"KICKED"),
+]:
+    _kind._exact = (_word + b"\r\n", REPLIES[_kind][_word][5])
+
+
+def _fast_event(fast: Matcher, buf: bytes, pos: int, max_body: int) -> Event | None:
+    """The usual reply, if ``fast`` matches it and its frame is all of ``buf[pos:]``.
+
+    For the request/response case; the batch reader has the same steps inline
+    (a call per reply costs it 10%)."""
+    m = fast(buf, pos)
+    if m is None:
+        return None
+    n = len(buf)
+    if fast is _FAST_INSERTED:
+        if m.end() != n:
+            return None
+        inserted = _new(Inserted)
+        _set_inserted_id(inserted, int(m[1]))
+        return inserted
+    start = m.end()
+    end = start + int(m[2])
+    if end + 2 != n or end - start > max_body or buf[end] != 13 or buf[end + 1] != 10:
+        return None
+    reserved = _new(Reserved)
+    _set_reserved_id(reserved, int(m[1]))
+    _set_reserved_body(reserved, buf[start:end])
+    return reserved
+
 
 _OPEN: Final = State.OPEN
 _BROKEN: Final = State.BROKEN
@@ -502,51 +552,27 @@ class Connection:
             buffer = self._buffer
             buf = buffer.buf
             pos = buffer.pos
-            if pos == len(buf) and not buffer.chunks and not buffer.eof:
+            n = len(buf)
+            if pos == n and not buffer.chunks and not buffer.eof:
                 return NEED_DATA  # all read: the common end of a drain loop
-            i = buf.find(b"\r\n", pos)
-            # Request/response: the buffer holds exactly one reply. The same
-            # steps as _parse_from's loop, without its set-up; anything unusual
-            # falls through to it.
+            # Request/response: the buffer holds exactly the one reply owed, and
+            # it is the usual one. Built here without _parse's set-up (a third
+            # of a blocking put's core time); anything else goes to _parse.
             pending = self._pending
             head = self._head
-            if (
-                0 <= i - pos <= buffer.max_line_size - 2
-                and head < len(pending)
-                and not buffer.chunks
-                and self._partial is None
-            ):
+            if head + 1 == len(pending) and not buffer.chunks and self._partial is None:
                 cmd = pending[head]
-                parts = buf[pos:i].split(b" ")
-                spec: ReplySpec | None = cmd._replies.get(parts[0])
-                if spec is not None and len(parts) == spec[3]:
-                    end = len(buf)
-                    event: Event | None = None
-                    if not spec[1]:
-                        if i + 2 == end:
-                            event = spec[5]
-                            if event is None:
-                                event = spec[2](cmd, parts, b"")
-                    else:
-                        token = parts[-1]
-                        if token.isdigit() and len(token) < 20:
-                            stop = i + 2 + int(token)
-                            if (
-                                stop + 2 == end
-                                and stop - i - 2 <= buffer.max_body_size
-                                and buf[stop:] == b"\r\n"
-                            ):
-                                event = spec[2](cmd, parts, buf[i + 2 : stop])
-                    if event is not None:
-                        buffer.pos = buffer.scan = end
-                        if head + 1 == len(pending):
-                            pending.clear()
-                            self._head = 0
-                        else:
-                            self._head = head + 1
-                        if spec[4]:
-                            self._after(cmd, event)
-                        return event
+                fast = cmd._fast
+                if fast is not None:
+                    event = _fast_event(fast, buf, pos, buffer.max_body_size)
+                else:
+                    exact = cmd._exact
+                    event = exact[1] if exact is not None and buf[pos:] == exact[0] else None
+                if event is not None:
+                    buffer.pos = buffer.scan = n
+                    pending.clear()
+                    self._head = 0
+                    return event
             self._parse()
             if ready:
                 return ready.popleft()
@@ -591,7 +617,6 @@ class Connection:
         error the head is left behind, which no longer matters.)"""
         buffer = self._buffer
         pending = self._pending
-        owed = len(pending)
         append = self._ready.append
         longest = buffer.max_line_size - 2  # without the CRLF
         spec: ReplySpec | None
@@ -616,8 +641,49 @@ class Connection:
             scan = buffer.scan
             find = buf.find
             n = len(buf)
+            owed = len(pending)
             while True:
-                i = find(b"\r\n", scan) if pos < n else -1
+                # The fast path: the reply the pending command usually gets,
+                # matched and validated by one regex (see _FAST), and only when
+                # the whole frame is here. Anything else takes the general path
+                # below, which also gives the errors.
+                if head < owed:
+                    cmd = pending[head]
+                    fast = cmd._fast
+                    if fast is None:
+                        exact = cmd._exact
+                        if exact is not None and buf.startswith(exact[0], pos):
+                            pos = scan = pos + len(exact[0])
+                            head += 1
+                            append(exact[1])
+                            continue
+                    else:
+                        m = fast(buf, pos)
+                        if m is not None:
+                            if fast is _FAST_INSERTED:
+                                event = _new(Inserted)
+                                _set_inserted_id(event, int(m[1]))
+                                pos = scan = m.end()
+                                head += 1
+                                append(event)
+                                continue
+                            token, size_token = m.groups()  # RESERVED <id> <bytes>
+                            start = m.end()
+                            end = start + int(size_token)
+                            if (
+                                end + 2 <= n
+                                and end - start <= max_body
+                                and buf[end] == 13  # CR
+                                and buf[end + 1] == 10  # LF
+                            ):
+                                event = _new(Reserved)
+                                _set_reserved_id(event, int(token))
+                                _set_reserved_body(event, buf[start:end])
+                                pos = scan = end + 2
+                                head += 1
+                                append(event)
+                                continue
+                i = find(b"\r\n", scan)
                 if i < 0:
                     if pos == n and not buffer.chunks:
                         buffer.pos = buffer.scan = pos
@@ -641,9 +707,9 @@ class Connection:
                 event = spec[5]
                 if spec[1]:
                     token = parts[-1]
-                    if not token.isdigit() or len(token) > 19:
+                    if not token.isdigit():
                         raise _bad_number(token, "a body size")
-                    size = int(token)
+                    size = int(token)  # at most 222 digits: the line is bounded
                     if size > max_body:
                         raise RemoteProtocolError(
                             f"the server announced a body of {size} bytes, over max_body_size "

@@ -470,6 +470,76 @@ def test_largest_numbers_accepted() -> None:
     assert outcome_of([bp.Reserve()], data) == ([bp.Reserved(big, b"")], False)
 
 
+# Replies at the edges of the one-step reads (_fast and _exact in _connection): each is
+# read alone (the request/response path), after a good reply (the batch reader),
+# and byte by byte (the general path only), and all three must agree.
+FAST_EDGES: list[tuple[bp.Command, bytes, list[Any], bool]] = [
+    (bp.Put(b"x"), b"INSERTED 9999999999999999999\r\n", [bp.Inserted(9999999999999999999)], False),
+    (bp.Put(b"x"), b"INSERTED 18446744073709551615\r\n", [bp.Inserted(2**64 - 1)], False),
+    (bp.Put(b"x"), b"INSERTED 18446744073709551616\r\n", [], True),
+    (bp.Put(b"x"), b"INSERTED 07\r\n", [bp.Inserted(7)], False),
+    (bp.Put(b"x"), b"INSERTED 7 \r\n", [], True),
+    (bp.Put(b"x"), b"INSERTED  7\r\n", [], True),
+    (bp.Put(b"x"), b"INSERTED 7\n\r\n", [], True),
+    (bp.Put(b"x"), b"INSERTED 7\r\nX", [bp.Inserted(7)], True),  # nothing more is owed
+    (
+        bp.Reserve(),
+        b"RESERVED 18446744073709551615 1\r\nx\r\n",
+        [bp.Reserved(2**64 - 1, b"x")],
+        False,
+    ),
+    (bp.Reserve(), b"RESERVED 1 0000000000000000001\r\nx\r\n", [bp.Reserved(1, b"x")], False),
+    (bp.Reserve(), b"RESERVED 1 9999999999999999999\r\nx\r\n", [], True),
+    (bp.Reserve(), b"RESERVED 1 4\r\nabcd\r\n", [], True),  # over max_body_size=3
+    (bp.Reserve(), b"RESERVED 1 3\r\nabc\r\n", [bp.Reserved(1, b"abc")], False),
+    (bp.Reserve(), b"RESERVED 1 3\r\nabcd\n", [], True),
+    (bp.Reserve(), b"RESERVED 1 3\r\nabc\rX", [], True),
+    (bp.Reserve(), b"RESERVED 1 3\r\nabc\r\nX", [bp.Reserved(1, b"abc")], True),
+    (bp.ReserveWithTimeout(0), b"RESERVED 1 2\r\n\r\n\r\n", [bp.Reserved(1, b"\r\n")], False),
+    (bp.ReserveWithTimeout(0), b"RESERVED 1  2\r\nab\r\n", [], True),
+    (bp.Delete(1), b"DELETED\r\n", [bp.Deleted()], False),
+    (bp.Delete(1), b"DELETED \r\n", [], True),
+    (bp.Delete(1), b"DELETED\r\nX", [bp.Deleted()], True),
+    (bp.Delete(1), b"NOT_FOUND\r\n", [bp.NotFound()], False),
+    (bp.Release(1), b"BURIED\r\n", [bp.Buried()], False),
+    (bp.Bury(1), b"BURIED 1\r\n", [], True),
+    (bp.Touch(1), b"TOUCHED\r\n", [bp.Touched()], False),
+    (bp.KickJob(1), b"KICKED\r\n", [bp.Kicked()], False),
+]
+# A good reply to the same command, to put before each edge case.
+FIRST: dict[type[bp.Command], tuple[Any, bytes]] = {
+    bp.Put: (bp.Inserted(1), b"INSERTED 1\r\n"),
+    bp.Reserve: (bp.Reserved(1, b""), b"RESERVED 1 0\r\n\r\n"),
+    bp.ReserveWithTimeout: (bp.Reserved(1, b""), b"RESERVED 1 0\r\n\r\n"),
+    bp.Delete: (bp.Deleted(), b"DELETED\r\n"),
+    bp.Release: (bp.Released(), b"RELEASED\r\n"),
+    bp.Bury: (bp.Buried(), b"BURIED\r\n"),
+    bp.Touch: (bp.Touched(), b"TOUCHED\r\n"),
+    bp.KickJob: (bp.Kicked(), b"KICKED\r\n"),
+}
+
+
+@pytest.mark.parametrize(("cmd", "data", "events", "error"), FAST_EDGES)
+def test_fast_and_general_paths_agree(
+    cmd: bp.Command, data: bytes, events: list[Any], error: bool
+) -> None:
+    first, prefix = FIRST[type(cmd)]
+    for commands, stream, expected in [
+        ([cmd], data, (events, error)),
+        ([cmd, cmd], prefix + data, ([first, *events], error)),
+    ]:
+        fed_whole = bp.Connection(max_body_size=3)
+        fed_bytes = bp.Connection(max_body_size=3)
+        for conn in (fed_whole, fed_bytes):
+            for c in commands:
+                conn.send(c)
+        fed_whole.receive_data(stream)
+        for i in range(len(stream)):
+            fed_bytes.receive_data(stream[i : i + 1])
+        for conn in (fed_whole, fed_bytes):
+            assert drain(conn) == expected, (commands, stream)
+
+
 @pytest.mark.parametrize(
     "data",
     [

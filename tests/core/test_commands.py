@@ -29,6 +29,9 @@ GOLDEN: list[tuple[bp.Command, bytes]] = [
         b"put 4294967295 4294967295 4294967295 4\r\n\x00\r\n\xff\r\n",
     ),
     (bp.Put(b"x", priority=0, delay=0, ttr=0), b"put 0 0 0 1\r\nx\r\n"),
+    # one argument off its default each: the defaults' line is formatted once, not these
+    (bp.Put(b"x", delay=5), b"put 65536 5 60 1\r\nx\r\n"),
+    (bp.Put(b"x", ttr=1), b"put 65536 0 1 1\r\nx\r\n"),
     (bp.Use("t"), b"use t\r\n"),
     (bp.Use("a-b+/;.$_()"), b"use a-b+/;.$_()\r\n"),
     (bp.Reserve(), b"reserve\r\n"),

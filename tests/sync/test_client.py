@@ -431,3 +431,78 @@ def test_close_never_blocks_and_releases_the_connection(
         while probe.stats().current_connections != 1:
             assert time.monotonic() < deadline
             time.sleep(0.01)
+
+
+def test_two_threads_on_one_client_never_mix_their_exchanges(
+    client: Client[bytes], tube: str
+) -> None:
+    # Every call either runs alone or raises ConcurrentUseError having sent
+    # nothing: so each put got its own reply, and the server holds exactly the
+    # jobs whose ids were returned.
+    ids: list[int] = []
+    refused: list[ConcurrentUseError] = []
+    start = threading.Barrier(2)
+
+    def produce() -> None:
+        start.wait()
+        done = 0
+        deadline = time.monotonic() + 20
+        while done < 500 and time.monotonic() < deadline:
+            try:
+                ids.append(client.put(b"%d" % done))
+                done += 1
+            except ConcurrentUseError as exc:
+                refused.append(exc)
+                time.sleep(0)  # let the other thread finish its call
+
+    threads = [threading.Thread(target=produce) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(ids) == 1000
+    assert len(set(ids)) == len(ids)
+    assert client.stats_tube(tube).current_jobs_ready == len(ids)
+    assert client.using() == tube  # and the client is still in step
+
+
+class _SlowSocket(socket.socket):
+    """A socket whose recv first sleeps: a call that close() cannot hurry."""
+
+    delay = 0.0
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        time.sleep(self.delay)
+        return super().recv(bufsize, flags)
+
+
+def test_close_from_another_thread_gives_up_waiting_after_a_second() -> None:
+    ours, theirs = socket.socketpair()
+    sock = _SlowSocket(fileno=ours.detach())
+    c = Client(sock)
+    sock.delay = 2.5
+    errors: list[BaseException] = []
+
+    def stuck() -> None:
+        try:
+            c.stats()
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=stuck)
+    t.start()
+    try:
+        time.sleep(0.2)  # the call is in its recv
+        start = time.monotonic()
+        c.close()
+        assert 1.0 <= time.monotonic() - start < 2.0
+        assert c.closed
+        t.join(5)
+        # The call ended on the shut-down socket, and closed it on its way out.
+        assert len(errors) == 1 and isinstance(errors[0], bp.BrokenConnectionError)
+        assert sock.fileno() == -1
+        with pytest.raises(bp.BrokenConnectionError):
+            c.stats()
+    finally:
+        t.join(5)
+        theirs.close()

@@ -19,6 +19,15 @@ never owns the connection. Each call does three things:
    hands the reader's role to the longest-sleeping task that still waits (a
    lock would wake the waiters one scheduler pass at a time instead).
 
+A call that finds the connection idle (no call in flight, nobody writing or
+reading: always so for a client used by one task at a time) is the *lone
+caller*: it writes its bytes without buffering them and reads its reply in its
+own coroutine, because the coroutine layers of steps 2 and 3 were a third of
+what this module adds to a round trip. It sets the same flags as the writer and
+the reader, so tasks arriving meanwhile queue behind it as above, and it shares
+the helpers that write their bytes, hand out their replies and pass the reading
+on; anything else (a reply still incomplete, a failure) continues in step 3.
+
 Batches (``put_many``, ``delete_many``, the setup at connect time) write from a
 child task while the caller reads, so TCP back-pressure cannot deadlock them
 (the server stops reading while it cannot write its replies).
@@ -136,6 +145,9 @@ _QUIT_TIMEOUT: Final = 1.0
 #: How long a cancelled writer keeps writing bytes other tasks buffered before
 #: it gives up (and breaks the connection).
 _WRITE_GRACE: Final = 0.5
+#: What a failing stream raises.
+_STREAM_ERRORS: Final = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+_READ_ERRORS: Final = (anyio.EndOfStream, *_STREAM_ERRORS)
 
 # What a _Call's reply means for the job it might carry.
 _PLAIN: Final = 0  # no job can come back
@@ -329,14 +341,63 @@ class Client(Generic[BodyT]):
 
     # -- the exchange ----------------------------------------------------------------
 
-    def _submit(self, command: Command, kind: int) -> _Call:
+    async def _request(self, command: Command, kind: int = _PLAIN) -> Event:
+        """Send one command and return its reply."""
+        await self._checkpoint_if_cancelled()
         if self._broken is not None:
             raise self._unusable()
         data = self._conn.send(command)
         call = _Call(kind)
-        self._out.append(data)
-        self._calls.append(call)
-        return call
+        calls = self._calls
+        calls.append(call)
+        if self._writing or self._reading or len(calls) > 1:
+            # Other calls are in flight: join them (pipelining).
+            self._out.append(data)
+            if not self._writing:
+                await self._flush()
+            return await self._wait(call)
+        # The lone caller (see the module docstring): what _flush, _wait and
+        # _read would do, inline. Tasks arriving meanwhile find _writing or
+        # _reading set and queue up behind this call.
+        stream = self._stream
+        out = self._out
+        self._writing = True
+        try:
+            await stream.send(data)
+            if out:  # other tasks' bytes, buffered while this one wrote
+                await self._write_late_bytes()
+        except BaseException as exc:
+            await self._write_failed(exc)
+            if not isinstance(exc, _STREAM_ERRORS):
+                raise
+        finally:
+            self._writing = False
+        if self._reading or call.event is not None or call.error is not None:
+            # Meanwhile another task became the reader, or the write failed.
+            return await self._wait(call)
+        self._reading = True
+        try:
+            try:
+                received = await stream.receive(_RECV_SIZE)
+            finally:
+                self._reading = False
+        except _READ_ERRORS as exc:
+            self._read_failed(exc)
+        except BaseException as exc:
+            self._abandon(call, exc)
+            if self._broken is not None:
+                await self._close_now()
+            raise
+        else:
+            self._deliver(received)
+        if self._broken is not None:
+            await self._close_now()
+        event = call.event
+        if event is None:
+            return await self._wait(call)  # more of the reply to read, or a failure
+        if self._sleepers:
+            self._hand_off()  # tasks that arrived while this one read
+        return event
 
     async def _flush(self) -> None:
         """Write everything buffered, unless another task is already writing it."""
@@ -344,71 +405,92 @@ class Client(Generic[BodyT]):
         if self._writing or not out:
             return
         self._writing = True
-        send = self._stream.send
         try:
             data = b"".join(out) if len(out) > 1 else out[0]
             out.clear()
-            await send(data)
-            if out and self._broken is None:
-                # Bytes other tasks buffered while we wrote: write them even if
-                # this task is cancelled meanwhile, for a bounded time.
-                with anyio.CancelScope(shield=True) as scope:
-                    scope.deadline = anyio.current_time() + _WRITE_GRACE
-                    while out and self._broken is None:
-                        data = b"".join(out)
-                        out.clear()
-                        await send(data)
-                if scope.cancelled_caught:
-                    self._break("a write was cut short after its grace period")
-                    await self._close_now()
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            if self._broken is None:
-                self._break(f"writing failed: {exc!r}", exc)
-                await self._close_now()
+            await self._stream.send(data)
+            if out:
+                await self._write_late_bytes()
         except BaseException as exc:
-            self._break(f"a write was interrupted by {type(exc).__name__}", exc)
-            await self._close_now()
-            raise
+            await self._write_failed(exc)
+            if not isinstance(exc, _STREAM_ERRORS):
+                raise
         finally:
             self._writing = False
+
+    async def _write_late_bytes(self) -> None:
+        """Write the bytes other tasks buffered while this one was writing.
+
+        Those tasks count on this one to write them, so it goes on even if it is
+        cancelled meanwhile, for a bounded time; after that the connection is
+        broken."""
+        out = self._out
+        send = self._stream.send
+        with anyio.CancelScope(shield=True) as scope:
+            scope.deadline = anyio.current_time() + _WRITE_GRACE
+            while out and self._broken is None:
+                data = b"".join(out)
+                out.clear()
+                await send(data)
+        if scope.cancelled_caught:
+            self._break("a write was cut short after its grace period")
+            await self._close_now()
+
+    async def _write_failed(self, exc: BaseException) -> None:
+        """A write raised ``exc``: its bytes may be half written, so the connection
+        is broken. The caller re-raises all but stream errors, which the calls
+        waiting for replies report as :class:`beanproto.BrokenConnectionError`."""
+        if isinstance(exc, _STREAM_ERRORS):
+            if self._broken is not None:
+                return  # closed meanwhile (aclose from another task)
+            self._break(f"writing failed: {exc!r}", exc)
+        else:
+            self._break(f"a write was interrupted by {type(exc).__name__}", exc)
+        await self._close_now()
 
     async def _read(self) -> None:
         """One ``receive``; hand every complete reply in it to its call."""
         try:
             data = await self._stream.receive(_RECV_SIZE)
-        except anyio.EndOfStream as exc:
+        except _READ_ERRORS as exc:
+            self._read_failed(exc)
+        else:
+            self._deliver(data)
+        if self._broken is not None:
+            await self._close_now()
+
+    def _read_failed(self, exc: Exception) -> None:
+        """A read raised a stream error (or the end of the stream): the calls
+        waiting fail; the caller closes the stream."""
+        if isinstance(exc, anyio.EndOfStream):
             # The core would say the same of b"" with replies owed.
             self._break("the server closed the connection", exc)
-            await self._close_now()
-            return
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            if self._broken is None:
-                self._break(f"reading failed: {exc!r}", exc)
-                await self._close_now()
-            return
-        if not data:  # a stream that reports EOF the socket way
+        elif self._broken is None:
+            self._break(f"reading failed: {exc!r}", exc)
+
+    def _deliver(self, data: bytes) -> None:
+        """Hand every complete reply (in ``data`` and what came before) to its call.
+
+        A protocol error, or a job reserved for an abandoned call, breaks the
+        connection; the caller closes the stream."""
+        if not data:  # anyio streams raise EndOfStream instead, but a stream may not
             self._break("the server closed the connection")
-            await self._close_now()
             return
         conn = self._conn
         conn.receive_data(data)
-        next_event = conn.next_event
         calls = self._calls
         lost_job = False
         try:
-            while True:
-                event = next_event()
-                if event is NEED_DATA:
-                    break
+            event = conn.next_event()
+            while event is not NEED_DATA:
                 call = calls.popleft()
-                if call.abandoned:
-                    if type(event) is Reserved:
-                        lost_job = True
-                else:
+                if not call.abandoned:
                     call.event = event
-                    wakeup = call.wakeup
-                    if wakeup is not None:
-                        wakeup.set()
+                    if call.wakeup is not None:
+                        call.wakeup.set()
+                elif type(event) is Reserved:
+                    lost_job = True
+                event = conn.next_event()
         except RemoteProtocolError as exc:
             if calls:
                 call = calls.popleft()
@@ -416,13 +498,11 @@ class Client(Generic[BodyT]):
                 if call.wakeup is not None:
                     call.wakeup.set()
             self._break(f"the server broke the protocol: {exc}", exc)
-            await self._close_now()
             return
         if lost_job:
             # A job was reserved for a call that was cancelled: closing the
             # connection makes the server put it back into the ready queue.
             self._break("a job arrived for a cancelled reserve; the connection was closed")
-            await self._close_now()
 
     async def _wait(self, call: _Call) -> Event:
         """Read (one reader at a time) until ``call`` has its reply."""
@@ -447,9 +527,7 @@ class Client(Generic[BodyT]):
             else:
                 await anyio.lowlevel.cancel_shielded_checkpoint()
         except BaseException as exc:
-            call.wakeup = None
             self._abandon(call, exc)
-            self._hand_off()
             if self._broken is not None:
                 await self._close_now()
             raise
@@ -472,27 +550,21 @@ class Client(Generic[BodyT]):
                 return
 
     def _abandon(self, call: _Call, exc: BaseException) -> None:
-        """The caller of ``call`` stops waiting (cancelled or interrupted)."""
-        if call.event is not None:
-            if type(call.event) is Reserved:
+        """The caller of ``call`` stops waiting (cancelled or interrupted); if
+        nobody reads now, a waiting task takes over."""
+        call.wakeup = None
+        event = call.event
+        if event is not None:
+            if type(event) is Reserved:
                 self._break("a job arrived for a cancelled reserve; the connection was closed")
-            return
-        if call.error is not None or self._broken is not None:
-            return
-        if isinstance(exc, anyio.get_cancelled_exc_class()) and call.kind != _BLOCKING:
-            call.abandoned = True  # the reader drops its reply
-        elif call.kind == _BLOCKING:
-            self._break("a waiting reserve was cancelled; the connection was closed", exc)
-        else:
-            self._break(f"a call was interrupted by {type(exc).__name__}", exc)
-
-    async def _request(self, command: Command, kind: int = _PLAIN) -> Event:
-        """Send one command and return its reply."""
-        await self._checkpoint_if_cancelled()
-        call = self._submit(command, kind)
-        if not self._writing:
-            await self._flush()
-        return await self._wait(call)
+        elif call.error is None and self._broken is None:
+            if isinstance(exc, anyio.get_cancelled_exc_class()) and call.kind != _BLOCKING:
+                call.abandoned = True  # the reader drops its reply
+            elif call.kind == _BLOCKING:
+                self._break("a waiting reserve was cancelled; the connection was closed", exc)
+            else:
+                self._break(f"a call was interrupted by {type(exc).__name__}", exc)
+        self._hand_off()
 
     async def _exchange(self, commands: Sequence[Command]) -> list[Event]:
         """Send ``commands`` pipelined; return their replies, one per command.

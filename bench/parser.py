@@ -6,6 +6,12 @@ second for beanproto (typed, validated events matched to pending commands) and
 for the baseline (bytes + offset + ``find`` + ``int()``, one tuple per reply,
 no validation), with their ratio. Median of ``--reps`` runs, interleaved.
 
+A third row, ``typed floor``, is the baseline's own loop building beanproto's
+frozen event classes (the cheapest way: through their slots) and handing them
+out one call at a time, as ``next_event`` does. It checks nothing either, so it
+shows what typed events and the pull API cost by themselves; the gap between it
+and beanproto is the price of validating and matching every reply.
+
     python bench/parser.py [--frames 100000] [--body 100] [--chunk 65536] [--reps 5]
 
 The commands are queued with ``send`` before the clock starts: this measures
@@ -20,6 +26,7 @@ import argparse
 import gc
 import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from functools import partial
 
@@ -61,6 +68,54 @@ class BaselineParser:
         return out
 
 
+_new = object.__new__
+_set_reserved_id = bp.Reserved.id.__set__  # type: ignore[attr-defined]
+_set_reserved_body = bp.Reserved.body.__set__  # type: ignore[attr-defined]
+_set_inserted_id = bp.Inserted.id.__set__  # type: ignore[attr-defined]
+
+
+class TypedFloorParser:
+    """The baseline's loop, producing beanproto's events through a pull method."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.pos = 0
+        self.ready: deque[bp.Event] = deque()
+
+    def receive_data(self, data: bytes) -> None:
+        buf = self.buf[self.pos :] + data if self.pos < len(self.buf) else data
+        pos, n = 0, len(buf)
+        append, find, startswith = self.ready.append, buf.find, buf.startswith
+        event: bp.Event
+        while True:
+            i = find(b"\r\n", pos)
+            if i < 0:
+                break
+            if startswith(b"RESERVED ", pos):
+                _, jid, nb = buf[pos:i].split()
+                start = i + 2
+                end = start + int(nb)
+                if end + 2 > n:
+                    break
+                event = _new(bp.Reserved)
+                _set_reserved_id(event, int(jid))
+                _set_reserved_body(event, buf[start:end])
+                pos = end + 2
+            else:
+                rest = buf[pos:i].partition(b" ")[2]
+                event = _new(bp.Inserted)
+                _set_inserted_id(event, int(rest))
+                pos = i + 2
+            append(event)
+        self.buf, self.pos = buf, pos
+
+    def next_event(self) -> bp.Event | bp.NeedData:
+        ready = self.ready
+        if ready:
+            return ready.popleft()
+        return bp.NEED_DATA
+
+
 def baseline_parse(chunks: Iterable[bytes]) -> tuple[int, int]:
     """Parse and consume every reply as a client would: (replies, sum of ids)."""
     parser = BaselineParser()
@@ -72,7 +127,9 @@ def baseline_parse(chunks: Iterable[bytes]) -> tuple[int, int]:
     return count, total
 
 
-def beanproto_parse(conn: bp.Connection, chunks: Iterable[bytes]) -> tuple[int, int]:
+def beanproto_parse(
+    conn: bp.Connection | TypedFloorParser, chunks: Iterable[bytes]
+) -> tuple[int, int]:
     """Feed and consume every event as an adapter would: (events, sum of ids)."""
     count = total = 0
     receive_data, next_event, need_data = conn.receive_data, conn.next_event, bp.NEED_DATA
@@ -124,10 +181,12 @@ def main() -> None:
     for name, (stream, make) in streams.items():
         chunks = chunked(stream, a.chunk)
         command = make()
-        walls: dict[str, list[float]] = {"baseline": [], "beanproto": []}
+        walls: dict[str, list[float]] = {"baseline": [], "typed floor": [], "beanproto": []}
         expect = (a.frames, a.frames * (a.frames + 1) // 2)
         for _ in range(a.reps):
             walls["baseline"].append(timed(partial(baseline_parse, chunks), expect))
+            floor = TypedFloorParser()
+            walls["typed floor"].append(timed(partial(beanproto_parse, floor, chunks), expect))
             conn = bp.Connection()
             for _ in range(a.frames):
                 conn.send(command)

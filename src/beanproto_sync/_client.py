@@ -304,8 +304,7 @@ class Client(Generic[BodyT]):
                 data = recv(_RECV_SIZE)
                 if not data:
                     raise _eof()
-                conn.receive_data(data)
-                event = conn.next_event()
+                event = conn._receive_one(data)
                 if event is not NEED_DATA:
                     break
                 if deadline is not None:

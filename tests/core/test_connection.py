@@ -530,7 +530,8 @@ def test_fast_and_general_paths_agree(
     ]:
         fed_whole = bp.Connection(max_body_size=3)
         fed_bytes = bp.Connection(max_body_size=3)
-        for conn in (fed_whole, fed_bytes):
+        fed_one = bp.Connection(max_body_size=3)  # the adapters' receive-and-read
+        for conn in (fed_whole, fed_bytes, fed_one):
             for c in commands:
                 conn.send(c)
         fed_whole.receive_data(stream)
@@ -538,6 +539,30 @@ def test_fast_and_general_paths_agree(
             fed_bytes.receive_data(stream[i : i + 1])
         for conn in (fed_whole, fed_bytes):
             assert drain(conn) == expected, (commands, stream)
+        try:
+            first_event = fed_one._receive_one(stream)
+        except bp.RemoteProtocolError:
+            assert expected == ([], True)
+        else:
+            assert first_event == expected[0][0]
+            assert drain(fed_one) == (expected[0][1:], expected[1])
+
+
+def test_receive_one_is_receive_data_then_next_event() -> None:
+    reply = b"INSERTED 5\r\n"
+    # Where the one-step read does not apply, the same as the two calls.
+    conn = bp.Connection()
+    conn.send(bp.Put(b"x"))
+    assert conn._receive_one(bytearray(reply)) == bp.Inserted(5)
+    conn = bp.Connection()
+    conn.send(bp.Put(b"x"))
+    assert conn._receive_one(reply[:4]) is bp.NEED_DATA
+    assert conn._receive_one(reply[4:]) == bp.Inserted(5)
+    assert conn._receive_one(b"") == bp.ConnectionClosed()
+    conn = bp.Connection()
+    conn.send(bp.Use("a"))
+    assert conn._receive_one(b"USING a\r\n") == bp.Using("a")
+    assert conn.used_tube == "a"
 
 
 @pytest.mark.parametrize(

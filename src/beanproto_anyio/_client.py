@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -142,8 +143,8 @@ Address = tuple[str, int] | str
 _RECV_SIZE: Final = 65536
 #: How long ``aclose()`` may spend on a graceful ``quit`` and stream close.
 _QUIT_TIMEOUT: Final = 1.0
-#: How long a cancelled writer keeps writing bytes other tasks buffered before
-#: it gives up (and breaks the connection).
+#: How long after its deadline (or its cancellation) a writer keeps writing bytes
+#: other tasks buffered before it gives up (and breaks the connection).
 _WRITE_GRACE: Final = 0.5
 #: What a failing stream raises.
 _STREAM_ERRORS: Final = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
@@ -421,20 +422,31 @@ class Client(Generic[BodyT]):
     async def _write_late_bytes(self) -> None:
         """Write the bytes other tasks buffered while this one was writing.
 
-        Those tasks count on this one to write them, so it goes on even if it is
-        cancelled meanwhile, for a bounded time; after that the connection is
-        broken."""
-        out = self._out
-        send = self._stream.send
+        Those tasks count on this one to write them, so a cancellation of this
+        task does not stop it at once: it goes on, shielded, until
+        ``_WRITE_GRACE`` seconds after the task's deadline (at once if it is
+        already cancelled), and then the connection is broken. A task without a
+        deadline writes them unshielded, for as long as that takes (a batch may
+        be megabytes); only an explicit cancel stops it, and breaks the
+        connection as during its own write."""
+        deadline = anyio.current_effective_deadline()
+        if deadline == math.inf:
+            await self._write_out()
+            return
         with anyio.CancelScope(shield=True) as scope:
-            scope.deadline = anyio.current_time() + _WRITE_GRACE
-            while out and self._broken is None:
-                data = b"".join(out)
-                out.clear()
-                await send(data)
+            scope.deadline = max(deadline, anyio.current_time()) + _WRITE_GRACE
+            await self._write_out()
         if scope.cancelled_caught:
             self._break("a write was cut short after its grace period")
             await self._close_now()
+
+    async def _write_out(self) -> None:
+        out = self._out
+        send = self._stream.send
+        while out and self._broken is None:
+            data = b"".join(out)
+            out.clear()
+            await send(data)
 
     async def _write_failed(self, exc: BaseException) -> None:
         """A write raised ``exc``: its bytes may be half written, so the connection
@@ -476,6 +488,8 @@ class Client(Generic[BodyT]):
         if not data:  # anyio streams raise EndOfStream instead, but a stream may not
             self._break("the server closed the connection")
             return
+        if self._broken is not None:
+            return  # broken while this task read (a writer failed): the calls know
         conn = self._conn
         conn.receive_data(data)
         calls = self._calls

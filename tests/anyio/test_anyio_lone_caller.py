@@ -13,6 +13,7 @@ from anyio_helpers import Hook, HookedStream, anyio_backend, hooked  # noqa: F40
 
 import beanproto as bp
 from beanproto_anyio import Client, connect
+from beanproto_anyio._client import _WRITE_GRACE
 
 if TYPE_CHECKING:
     from tests.conftest import Server
@@ -58,6 +59,145 @@ async def test_bytes_buffered_during_a_lone_write_are_written_by_it(
         for body, job_id in ids.items():
             assert (await c.peek(job_id)).body == body
         assert not c.closed
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_late_bytes_take_as_long_as_they_take(
+    server: Server, tube: str, shared: bool
+) -> None:
+    # The writer writes the bytes others buffered meanwhile (here a batch) like
+    # its own: however long that takes. Only a cancelled writer is held to the
+    # grace period. (It used to be held to it always, and broke the connection.)
+    stream = await hooked(server.address)
+    async with Client(stream, use=tube) as c:
+        writes: list[bytes] = []
+
+        async def send(item: bytes) -> None:
+            writes.append(item)
+            if len(writes) == 1:
+                await anyio.sleep(0.1)  # the first task's own write: the batch comes
+            elif len(writes) == 2:
+                await anyio.sleep(_WRITE_GRACE + 0.3)  # the batch: slower than the grace
+            await stream.inner.send(item)
+
+        stream.send_impl = send
+        results: dict[str, object] = {}
+
+        async def single() -> None:
+            if shared:  # not the lone caller: another call is in flight
+                results["single"] = await c.put_many([b"first", b"second"])
+            else:
+                results["single"] = await c.put(b"first")
+
+        async def batch() -> None:
+            results["batch"] = await c.put_many([b"b"] * 200)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(single)
+                await anyio.sleep(0.05)  # the first write is in progress
+                tg.start_soon(batch)
+        assert len(writes) == 2
+        batch_ids = results["batch"]
+        assert isinstance(batch_ids, list) and len(set(batch_ids)) == 200
+        assert not c.closed
+        assert (await c.stats_tube(tube)).current_jobs_ready == 200 + (2 if shared else 1)
+
+
+@pytest.mark.parametrize("late_write", [0.0, _WRITE_GRACE + 0.3])
+async def test_a_cancelled_writer_writes_late_bytes_for_the_grace_period(
+    server: Server, tube: str, late_write: float
+) -> None:
+    stream = await hooked(server.address)
+    async with Client(stream, use=tube) as c:
+        writes: list[bytes] = []
+        scope = anyio.CancelScope()
+
+        async def send(item: bytes) -> None:
+            writes.append(item)
+            if len(writes) == 1:
+                await anyio.sleep(0.1)  # the batch comes meanwhile
+                scope.cancel()  # ...and the writer is cancelled, its own write done
+                with anyio.CancelScope(shield=True):
+                    await stream.inner.send(item)
+                return
+            await anyio.sleep(late_write)
+            await stream.inner.send(item)
+
+        stream.send_impl = send
+        outcome: dict[str, object] = {}
+
+        async def single() -> None:
+            with scope:
+                await c.put(b"cancelled")
+            outcome["single"] = "cancelled" if scope.cancelled_caught else "done"
+
+        async def batch() -> None:
+            try:
+                outcome["batch"] = len(await c.put_many([b"b"] * 50))
+            except bp.BrokenConnectionError as exc:
+                outcome["batch"] = exc
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(single)
+                await anyio.sleep(0.05)
+                tg.start_soon(batch)
+        # The cancelled put may still return its id, if its reply was read before
+        # it next checked for cancellation; what matters is the others' bytes.
+        assert outcome["single"] in ("cancelled", "done")
+        if late_write < _WRITE_GRACE:
+            assert outcome["batch"] == 50
+            assert not c.closed
+        else:
+            assert isinstance(outcome["batch"], bp.BrokenConnectionError)
+            assert "grace period" in str(outcome["batch"])
+            assert c.closed
+
+
+async def test_a_reply_read_after_another_task_broke_the_connection(
+    server: Server, tube: str
+) -> None:
+    # The reader's receive returned the reply, but before it parsed it a writer
+    # failed and broke the connection: the reader's call fails like the others,
+    # with BrokenConnectionError (it used to leak the core's LocalProtocolError).
+    stream = await hooked(server.address)
+    async with Client(stream, use=tube) as c:
+        broken = anyio.Event()
+
+        async def receive(max_bytes: int = 65536) -> bytes:
+            data = await stream.inner.receive(max_bytes)  # the put's reply
+            await broken.wait()
+            return data
+
+        async def failing_send(item: bytes) -> None:
+            raise OSError("the network is down")
+
+        stream.receive = receive  # type: ignore[method-assign]
+        errors: dict[str, BaseException] = {}
+
+        async def reader() -> None:
+            try:
+                await c.put(b"read")
+            except BaseException as exc:
+                errors["reader"] = exc
+
+        async def writer() -> None:
+            stream.send_impl = failing_send
+            try:
+                await c.put_many([b"w"])
+            except BaseException as exc:
+                errors["writer"] = exc
+            broken.set()
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(reader)
+                await anyio.sleep(0.1)  # the reader holds its reply
+                tg.start_soon(writer)
+        assert isinstance(errors["writer"], bp.BrokenConnectionError)
+        assert isinstance(errors["reader"], bp.BrokenConnectionError)
+        assert c.closed
 
 
 def slow_first_receive(stream: HookedStream, seconds: float, then: Hook | None = None) -> None:

@@ -491,11 +491,10 @@ class Client(Generic[BodyT]):
         if self._broken is not None:
             return  # broken while this task read (a writer failed): the calls know
         conn = self._conn
-        conn.receive_data(data)
         calls = self._calls
         lost_job = False
         try:
-            event = conn.next_event()
+            event = conn._receive_one(data)  # receive_data(), next_event()
             while event is not NEED_DATA:
                 call = calls.popleft()
                 if not call.abandoned:

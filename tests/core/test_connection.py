@@ -552,13 +552,27 @@ def test_receive_one_is_receive_data_then_next_event() -> None:
     reply = b"INSERTED 5\r\n"
     # Where the one-step read does not apply, the same as the two calls.
     conn = bp.Connection()
-    conn.send(bp.Put(b"x"))
-    assert conn._receive_one(bytearray(reply)) == bp.Inserted(5)
+    conn.send(bp.Reserve())
+    event = conn._receive_one(bytearray(b"RESERVED 5 1\r\nx\r\n"))
+    assert event == bp.Reserved(5, b"x") and type(event.body) is bytes  # type: ignore[union-attr]
     conn = bp.Connection()
     conn.send(bp.Put(b"x"))
     assert conn._receive_one(reply[:4]) is bp.NEED_DATA
     assert conn._receive_one(reply[4:]) == bp.Inserted(5)
     assert conn._receive_one(b"") == bp.ConnectionClosed()
+    # Bytes buffered before, and events parsed before, come first.
+    conn = bp.Connection()
+    conn.send(bp.Put(b"x"))
+    conn.receive_data(b"IN")
+    with pytest.raises(bp.RemoteProtocolError):
+        conn._receive_one(reply)
+    conn = bp.Connection()
+    for _ in range(3):
+        conn.send(bp.Put(b"x"))
+    conn.receive_data(b"INSERTED 1\r\nINSERTED 2\r\n")
+    assert conn.next_event() == bp.Inserted(1)
+    assert conn._receive_one(b"INSERTED 3\r\n") == bp.Inserted(2)
+    assert conn.next_event() == bp.Inserted(3)
     conn = bp.Connection()
     conn.send(bp.Use("a"))
     assert conn._receive_one(b"USING a\r\n") == bp.Using("a")

@@ -20,9 +20,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, TypeAlias
 
 from ._errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from ._events import Event
 
 __all__ = [
     "DEFAULT_PRIORITY",
@@ -121,6 +124,13 @@ class Matcher(Protocol):
     def __call__(self, string: bytes, pos: int = 0, /) -> re.Match[bytes] | None: ...
 
 
+class Usual(Protocol):
+    """Reads a command's usual reply when that is all of ``buf[pos:]``: the event,
+    or None to leave the bytes to the general reader."""
+
+    def __call__(self, buf: bytes, pos: int, max_body_size: int, /) -> Event | None: ...
+
+
 class Command:
     """Base class of every command. Instances are immutable and already valid."""
 
@@ -134,6 +144,8 @@ class Command:
     _fast: ClassVar[Matcher | None] = None
     #: Its common reply when that is always the same line: (line, event), or None.
     _exact: ClassVar[tuple[bytes, Any] | None] = None
+    #: Reads its usual reply when that is all the bytes there are (``_connection``).
+    _usual: ClassVar[Usual | None] = None
 
     def _encode(self) -> bytes:
         raise NotImplementedError  # pragma: no cover

@@ -58,6 +58,7 @@ from ._commands import (
     StatsTube,
     Touch,
     Use,
+    Usual,
     Watch,
     check_tube,
     slot_setter,
@@ -344,35 +345,49 @@ for _kind, _word in [
 ]:
     _kind._exact = (_word + b"\r\n", REPLIES[_kind][_word][5])
 
+# The request/response reader (``Command._usual``): the same replies, when the
+# bytes from ``pos`` on are exactly one of them. One function per reply, so the
+# round trip of a blocking client pays for no dispatch on the reply's kind.
+_WHOLE_INSERTED: Final[Matcher] = re.compile(rb"INSERTED ([0-9]{1,19})\r\n").fullmatch
 
-def _usual_reply(cmd: Command, buf: bytes, pos: int, max_body: int) -> Event | None:
-    """The event for ``buf[pos:]`` if it is exactly one reply to ``cmd`` and the usual
-    one (see ``_fast`` and ``_exact``); None leaves it to the general path.
 
-    For the request/response case; the batch reader has the same steps inline
-    (a call per reply costs it 10%)."""
-    fast = cmd._fast
-    if fast is None:
-        exact = cmd._exact
-        return exact[1] if exact is not None and buf[pos:] == exact[0] else None
-    m = fast(buf, pos)
+def _usual_inserted(buf: bytes, pos: int, max_body: int) -> Event | None:
+    m = _WHOLE_INSERTED(buf, pos)
     if m is None:
         return None
-    n = len(buf)
-    if fast is _FAST_INSERTED:
-        if m.end() != n:
-            return None
-        inserted = _new(Inserted)
-        _set_inserted_id(inserted, int(m[1]))
-        return inserted
-    start = m.end()
-    end = start + int(m[2])
-    if end + 2 != n or end - start > max_body or buf[end] != 13 or buf[end + 1] != 10:
+    event = _new(Inserted)
+    _set_inserted_id(event, int(m[1]))
+    return event
+
+
+def _usual_reserved(buf: bytes, pos: int, max_body: int) -> Event | None:
+    m = _FAST_RESERVED(buf, pos)
+    if m is None:
         return None
-    reserved = _new(Reserved)
-    _set_reserved_id(reserved, int(m[1]))
-    _set_reserved_body(reserved, buf[start:end])
-    return reserved
+    token, size_token = m.groups()
+    start = m.end()
+    end = start + int(size_token)
+    if end + 2 != len(buf) or end - start > max_body or buf[end] != 13 or buf[end + 1] != 10:
+        return None
+    event = _new(Reserved)
+    _set_reserved_id(event, int(token))
+    _set_reserved_body(event, buf[start:end])
+    return event
+
+
+def _usual_exact(line: bytes, event: Event) -> Usual:
+    def usual(buf: bytes, pos: int, max_body: int) -> Event | None:
+        return event if buf[pos:] == line else None
+
+    return usual
+
+
+# Static: a plain function stored on a class would bind to the instance.
+Put._usual = staticmethod(_usual_inserted)
+Reserve._usual = ReserveWithTimeout._usual = staticmethod(_usual_reserved)
+for _kind in (Delete, Release, Bury, Touch, KickJob):
+    assert _kind._exact is not None
+    _kind._usual = staticmethod(_usual_exact(*_kind._exact))
 
 
 _OPEN: Final = State.OPEN
@@ -540,29 +555,43 @@ class Connection:
         else:
             self._buffer.eof = True
 
-    def _receive_one(self, data: bytes) -> Event | NeedData:
-        """``receive_data(data)`` then ``next_event()``, for an adapter that sent one
-        command and reads until its reply. When ``data`` is exactly that reply, in
-        its usual form, the event is built from it without buffering it: two
-        calls fewer on the path of every blocking round trip."""
-        buffer = self._buffer
+    def _receive_usual(self, data: bytes) -> Event | None:
+        """For an adapter that sent one command and read ``data``: if ``data`` is
+        exactly that command's reply, in its usual form (``Command._usual``),
+        consume it and return the event. Otherwise None, and nothing changed:
+        hand ``data`` to :meth:`receive_data`.
+
+        When this returns an event, no byte follows the reply, so the adapter
+        need not ask :meth:`next_event` whether the server said more."""
         pending = self._pending
-        head = self._head
+        if len(pending) != 1 or type(data) is not bytes:
+            return None
+        # One command pending means the head is 0: the head only ever reaches the
+        # end of pending together with pending being cleared. Nothing may be
+        # buffered: received bytes are in buf past pos, or in a body being
+        # collected (_partial); chunks wait only behind one of those.
+        buffer = self._buffer
+        usual = pending[0]._usual
         if (
-            head + 1 == len(pending)
-            and type(data) is bytes
-            and self._state is _OPEN
-            and not self._ready
-            and buffer.pos == len(buffer.buf)
-            and not buffer.chunks
-            and self._partial is None
-            and not buffer.eof
+            usual is None
+            or self._state is not _OPEN
+            or self._ready
+            or buffer.pos != len(buffer.buf)
+            or self._partial is not None
+            or buffer.eof
         ):
-            event = _usual_reply(pending[head], data, 0, buffer.max_body_size)
-            if event is not None:
-                pending.clear()
-                self._head = 0
-                return event
+            return None
+        event = usual(data, 0, buffer.max_body_size)
+        if event is not None:
+            pending.clear()
+        return event
+
+    def _receive_one(self, data: bytes) -> Event | NeedData:
+        """``receive_data(data)`` then ``next_event()``, in one step when ``data`` is
+        exactly the one reply owed (see :meth:`_receive_usual`)."""
+        event = self._receive_usual(data)
+        if event is not None:
+            return event
         self.receive_data(data)
         return self.next_event()
 
@@ -590,14 +619,14 @@ class Connection:
             # it is the usual one. Built here without _parse's set-up (a third
             # of a blocking put's core time); anything else goes to _parse.
             pending = self._pending
-            head = self._head
-            if head + 1 == len(pending) and not buffer.chunks and self._partial is None:
-                event = _usual_reply(pending[head], buf, pos, buffer.max_body_size)
-                if event is not None:
-                    buffer.pos = buffer.scan = n
-                    pending.clear()
-                    self._head = 0
-                    return event
+            if len(pending) == 1 and not buffer.chunks and self._partial is None:
+                usual = pending[0]._usual  # one pending: the head is 0
+                if usual is not None:
+                    event = usual(buf, pos, buffer.max_body_size)
+                    if event is not None:
+                        buffer.pos = buffer.scan = n
+                        pending.clear()
+                        return event
             self._parse()
             if ready:
                 return ready.popleft()

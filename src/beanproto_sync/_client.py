@@ -291,40 +291,22 @@ class Client(Generic[BodyT]):
             sock = self._sock
             conn = self._conn
             sock.sendall(conn.send(command))
+            if wait is _SAME and self._timeout is None:
+                # The common case: one recv brings the whole reply, and the core
+                # reads it in one step (which also proves nothing follows it).
+                data = sock.recv(_RECV_SIZE)
+                event = conn._receive_usual(data)
+                if event is not None:
+                    return event
+                return self._reply(data, None, False)
             limit = self._timeout
-            retimed = wait is not _SAME
-            if retimed:
+            if wait is not _SAME:
                 sock.settimeout(wait)
                 limit = wait
             # The timeout bounds the whole reply, not each recv: a server that
             # trickles bytes cannot stretch a call past it.
             deadline = None if limit is None else time.monotonic() + limit
-            recv = sock.recv
-            while True:
-                data = recv(_RECV_SIZE)
-                if not data:
-                    raise _eof()
-                event = conn._receive_one(data)
-                if event is not NEED_DATA:
-                    break
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise TimeoutError("timed out")
-                    sock.settimeout(left)
-                    retimed = True
-            if retimed:
-                sock.settimeout(self._timeout)
-            # Bytes beyond the one reply owed mean the server spoke unasked, and a
-            # later call could take them for its reply. This reply is good; the
-            # connection is not. (With nothing owed, the core refuses any byte.)
-            try:
-                extra = conn.next_event()
-            except RemoteProtocolError:
-                extra = None
-            if extra is not NEED_DATA:
-                self._fail("the server sent bytes nobody asked for")
-            return event
+            return self._reply(sock.recv(_RECV_SIZE), deadline, wait is not _SAME)
         except BaseException as exc:
             replacement = self._interrupted(exc)
             if replacement is exc:
@@ -332,6 +314,38 @@ class Client(Generic[BodyT]):
             raise replacement from exc
         finally:
             idle.append(None)
+
+    def _reply(self, data: bytes, deadline: float | None, retimed: bool) -> Event:
+        """The rest of :meth:`_request`: read from ``data`` (the first ``recv``) on
+        until the reply is complete, by ``deadline``; then put the socket timeout
+        back if ``retimed``."""
+        conn = self._conn
+        sock = self._sock
+        while True:
+            if not data:
+                raise _eof()
+            event = conn._receive_one(data)
+            if event is not NEED_DATA:
+                break
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("timed out")
+                sock.settimeout(left)
+                retimed = True
+            data = sock.recv(_RECV_SIZE)
+        if retimed:
+            sock.settimeout(self._timeout)
+        # Bytes beyond the one reply owed mean the server spoke unasked, and a
+        # later call could take them for its reply. This reply is good; the
+        # connection is not. (With nothing owed, the core refuses any byte.)
+        try:
+            extra = conn.next_event()
+        except RemoteProtocolError:
+            extra = None
+        if extra is not NEED_DATA:
+            self._fail("the server sent bytes nobody asked for")
+        return event
 
     def _exchange(self, commands: Sequence[Command]) -> list[Event]:
         """Send ``commands`` pipelined and return their replies, one per command."""

@@ -546,6 +546,73 @@ def test_fast_and_general_paths_agree(
         else:
             assert first_event == expected[0][0]
             assert drain(fed_one) == (expected[0][1:], expected[1])
+    # The request/response read takes the reply only when it is all the bytes and
+    # good; anything else is left untouched for the general path.
+    conn = bp.Connection(max_body_size=3)
+    conn.send(cmd)
+    usual = conn._receive_usual(data)
+    if usual is None:
+        assert conn.pending == (cmd,) and conn.buffered == 0
+    else:
+        assert ([usual], False) == (events, error)
+        assert conn.pending == () and conn.next_event() is bp.NEED_DATA
+
+
+@pytest.mark.parametrize(
+    ("cmd", "reply", "event"),
+    [
+        (bp.Put(b"x"), b"INSERTED 12\r\n", bp.Inserted(12)),
+        (bp.Reserve(), b"RESERVED 3 4\r\nab\r\n\r\n", bp.Reserved(3, b"ab\r\n")),
+        (bp.ReserveWithTimeout(1), b"RESERVED 3 0\r\n\r\n", bp.Reserved(3, b"")),
+        (bp.Delete(1), b"DELETED\r\n", bp.Deleted()),
+        (bp.Release(1), b"RELEASED\r\n", bp.Released()),
+        (bp.Bury(1), b"BURIED\r\n", bp.Buried()),
+        (bp.Touch(1), b"TOUCHED\r\n", bp.Touched()),
+        (bp.KickJob(1), b"KICKED\r\n", bp.Kicked()),
+    ],
+)
+def test_receive_usual_reads_the_usual_replies(cmd: bp.Command, reply: bytes, event: Any) -> None:
+    conn = bp.Connection()
+    conn.send(cmd)
+    assert conn._receive_usual(reply) == event
+    assert conn.pending == () and conn.next_event() is bp.NEED_DATA
+    # Not with anything else pending, buffered or parsed, nor after a failed send.
+    conn.send(cmd)
+    conn.send(cmd)
+    assert conn._receive_usual(reply) is None
+    conn = bp.Connection()
+    conn.send(cmd)
+    conn.receive_data(reply[:1])
+    assert conn._receive_usual(reply[1:]) is None
+    conn = bp.Connection()
+    conn.send(cmd)
+    conn.send_failed()
+    assert conn._receive_usual(reply) is None
+
+
+def test_receive_usual_leaves_other_input_alone() -> None:
+    conn = bp.Connection()
+    conn.send(bp.Use("a"))  # no usual form
+    assert conn._receive_usual(b"USING a\r\n") is None
+    conn = bp.Connection()
+    conn.send(bp.Put(b"x"))
+    assert conn._receive_usual(bytearray(b"INSERTED 1\r\n")) is None  # bytes only
+    assert conn._receive_usual(b"") is None
+    conn.receive_data(b"")
+    assert conn._receive_usual(b"INSERTED 1\r\n") is None  # after the end of the stream
+    conn = bp.Connection()
+    conn.send(bp.Reserve())
+    conn.receive_data(b"RESERVED 1 5\r\nab")  # a body being collected
+    conn.next_event()
+    assert conn._receive_usual(b"RESERVED 1 0\r\n\r\n") is None
+    conn = bp.Connection()
+    conn.send(bp.Put(b"x"))
+    conn.send(bp.Put(b"x"))
+    conn.receive_data(b"INSERTED 1\r\nINSERTED 2\r\n")
+    assert conn.next_event() == bp.Inserted(1)
+    conn.send(bp.Put(b"x"))  # one pending again, with an event not yet taken
+    assert conn._receive_usual(b"INSERTED 3\r\n") is None
+    assert conn.next_event() == bp.Inserted(2)
 
 
 def test_receive_one_is_receive_data_then_next_event() -> None:

@@ -586,15 +586,6 @@ class Connection:
             pending.clear()
         return event
 
-    def _receive_one(self, data: bytes) -> Event | NeedData:
-        """``receive_data(data)`` then ``next_event()``, in one step when ``data`` is
-        exactly the one reply owed (see :meth:`_receive_usual`)."""
-        event = self._receive_usual(data)
-        if event is not None:
-            return event
-        self.receive_data(data)
-        return self.next_event()
-
     def next_event(self) -> Event | NeedData:
         """The next reply as an event, or ``NEED_DATA``.
 

@@ -494,7 +494,14 @@ class Client(Generic[BodyT]):
         calls = self._calls
         lost_job = False
         try:
-            event = conn._receive_one(data)  # receive_data(), next_event()
+            # The usual reply to a lone call, alone in data, is read in one step,
+            # and then the core knows nothing follows it.
+            usual = conn._receive_usual(data)
+            if usual is None:
+                conn.receive_data(data)
+                event = conn.next_event()
+            else:
+                event = usual
             while event is not NEED_DATA:
                 call = calls.popleft()
                 if not call.abandoned:
@@ -503,7 +510,7 @@ class Client(Generic[BodyT]):
                         call.wakeup.set()
                 elif type(event) is Reserved:
                     lost_job = True
-                event = conn.next_event()
+                event = conn.next_event() if usual is None else NEED_DATA
         except RemoteProtocolError as exc:
             if calls:
                 call = calls.popleft()

@@ -324,7 +324,8 @@ class Client(Generic[BodyT]):
         while True:
             if not data:
                 raise _eof()
-            event = conn._receive_one(data)
+            conn.receive_data(data)
+            event = conn.next_event()
             if event is not NEED_DATA:
                 break
             if deadline is not None:

@@ -146,6 +146,8 @@ class Command:
     _exact: ClassVar[tuple[bytes, Any] | None] = None
     #: Reads its usual reply when that is all the bytes there are (``_connection``).
     _usual: ClassVar[Usual | None] = None
+    #: ``send`` looks closer at it: ``quit``, or a reserve that may block.
+    _noted: ClassVar[bool] = False
 
     def _encode(self) -> bytes:
         raise NotImplementedError  # pragma: no cover
@@ -276,6 +278,7 @@ class Reserve(_BareCommand):
     """
 
     verb: ClassVar[str] = "reserve"
+    _noted: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +287,7 @@ class ReserveWithTimeout(Command):
 
     timeout: int
     verb: ClassVar[str] = "reserve-with-timeout"
+    _noted: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         _check_int("a reserve timeout", self.timeout, MAX_RESERVE_TIMEOUT)
@@ -483,6 +487,7 @@ class Quit(_BareCommand):
     """``quit``: the server closes the connection; it sends no reply."""
 
     verb: ClassVar[str] = "quit"
+    _noted: ClassVar[bool] = True
 
 
 # The verb of these lines is encoded once, not per command (that was half the

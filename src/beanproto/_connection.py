@@ -390,6 +390,11 @@ for _kind in (Delete, Release, Bury, Touch, KickJob):
     _kind._usual = staticmethod(_usual_exact(*_kind._exact))
 
 
+def _blocks(command: Command) -> bool:
+    """Whether the server reads nothing more until ``command`` is answered."""
+    return type(command) is Reserve or (type(command) is ReserveWithTimeout and command.timeout > 0)
+
+
 _OPEN: Final = State.OPEN
 _BROKEN: Final = State.BROKEN
 _QUIT_SENT: Final = State.QUIT_SENT
@@ -405,15 +410,14 @@ class Connection:
     """
 
     __slots__ = (
+        "_blocking",
         "_buffer",
         "_closed_by",
         "_deferred",
         "_head",
-        "_last_blocking",
         "_partial",
         "_pending",
         "_ready",
-        "_sent",
         "_state",
         "_used",
         "_watched",
@@ -442,8 +446,8 @@ class Connection:
         self._state = State.OPEN
         self._closed_by: BaseException | str | None = None
         self._partial: tuple[ReplySpec, list[bytes]] | None = None  # header of a body
-        self._sent = 0  # commands sent; the unanswered are the last len(_pending) - _head
-        self._last_blocking = -1  # the sequence number of the last blocking reserve
+        # Where in _pending the last blocking reserve went (see reserve_waiting).
+        self._blocking = -1
         self._used = DEFAULT_TUBE
         self._watched: dict[str, None] = {DEFAULT_TUBE: None}
 
@@ -482,7 +486,13 @@ class Connection:
         The server reads nothing else from the connection meanwhile, and the
         only way to abort it is to close the connection.
         """
-        return self._last_blocking >= self._sent - self._owed()
+        # _blocking is exact from a blocking reserve's send until _pending is
+        # cleared (the reserve was answered) or trimmed (_blocking moves with it).
+        # After a clear it may point at a later command: one that is not a
+        # blocking reserve, or else the newest one sent would have moved it.
+        i = self._blocking
+        pending = self._pending
+        return self._head <= i < len(pending) and _blocks(pending[i])
 
     def _owed(self) -> int:
         return len(self._pending) - self._head
@@ -522,13 +532,13 @@ class Connection:
         if self._state is not _OPEN:
             raise self._not_open("send")
         data = command._encode()
-        self._pending.append(command)
-        kind = type(command)
-        if kind is Reserve or (kind is ReserveWithTimeout and command.timeout):  # type: ignore[attr-defined]
-            self._last_blocking = self._sent
-        elif kind is Quit:
-            self._state = State.QUIT_SENT
-        self._sent += 1
+        pending = self._pending
+        pending.append(command)
+        if command._noted:  # quit, or a reserve that may block
+            if type(command) is Quit:
+                self._state = State.QUIT_SENT
+            elif _blocks(command):
+                self._blocking = len(pending) - 1
         return data
 
     def send_failed(self) -> None:
@@ -656,6 +666,7 @@ class Connection:
             elif head > 1024 and head * 2 > len(pending):
                 del pending[:head]
                 self._head = 0
+                self._blocking -= head
 
     def _parse_from(self, head: int) -> int:
         """Parse from pending command ``head`` on; return the new head. (After an

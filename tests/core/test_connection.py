@@ -937,6 +937,36 @@ def test_reserve_waiting() -> None:
     assert feed(conn, b"RESERVED 2 1\r\nx\r\n") == [bp.Reserved(2, b"x")]
     assert not conn.reserve_waiting
     assert conn.pending == (bp.Stats(),)
+    # After the reserve was answered, a command sent in its place does not wait.
+    assert feed(conn, b"BAD_FORMAT\r\n") == [bp.BadFormat()]
+    conn.send(bp.Reserve())
+    conn.send(bp.Delete(1))
+    assert feed(conn, b"TIMED_OUT\r\nNOT_FOUND\r\n") == [bp.TimedOut(), bp.NotFound()]
+    conn.send(bp.Delete(1))
+    conn.send(bp.Delete(1))
+    assert not conn.reserve_waiting
+
+
+def test_reserve_waiting_across_a_trim_of_pending() -> None:
+    # The reader trims answered commands off a long pending list (past 1024).
+    puts = 1100
+    conn = bp.Connection()
+    for _ in range(puts):
+        conn.send(bp.Put(b"x"))
+    conn.send(bp.Reserve())
+    conn.send(bp.Put(b"x"))
+    assert conn.reserve_waiting
+    assert len(feed(conn, b"INSERTED 1\r\n" * puts)) == puts
+    assert conn.reserve_waiting and conn.pending == (bp.Reserve(), bp.Put(b"x"))
+    assert feed(conn, b"RESERVED 1 0\r\n\r\n") == [bp.Reserved(1, b"")]
+    assert not conn.reserve_waiting
+    # A reserve answered before a trim is not waiting after it.
+    conn = bp.Connection()
+    conn.send(bp.Reserve())
+    for _ in range(puts):
+        conn.send(bp.Put(b"x"))
+    assert feed(conn, b"RESERVED 1 0\r\n\r\n" + b"INSERTED 1\r\n" * (puts - 10))
+    assert not conn.reserve_waiting and len(conn.pending) == 10
 
 
 def test_pending_is_fifo() -> None:

@@ -1326,6 +1326,215 @@ def test_body_limit_whatever_the_chunking(
     assert events == [bp.Inserted(1)]
 
 
+# -- runs of pipelined reserves ---------------------------------------------------------------
+# The batch reader reads consecutive RESERVED replies to consecutive reserves in a run,
+# proving each body's CRLF with the regex that reads the next header (see _TAIL_RESERVED).
+# Fed whole, a stream of them goes through that run; fed byte by byte, through the
+# general path only. Both must give the same events, and the same error at the same reply.
+
+Result = tuple[list[Any], str | None]  # (events, the RemoteProtocolError's message)
+
+
+def _result(commands: Sequence[bp.Command], chunks: Iterable[bytes], max_body_size: int) -> Result:
+    conn = bp.Connection(max_body_size=max_body_size)
+    for cmd in commands:
+        conn.send(cmd)
+    events: list[Any] = []
+    for chunk in chunks:
+        if not chunk:
+            continue  # b"" would be the end of the stream
+        conn.receive_data(chunk)
+        while True:
+            try:
+                event = conn.next_event()
+            except bp.RemoteProtocolError as exc:
+                assert conn.state is bp.State.BROKEN
+                return events, str(exc)
+            if event is bp.NEED_DATA:
+                break
+            events.append(event)
+    assert conn.pending == tuple(commands[len(events) :])  # the rest, in order
+    return events, None
+
+
+def _res(id: int, body: bytes) -> bytes:
+    return b"RESERVED %d %d\r\n%b\r\n" % (id, len(body), body)
+
+
+def assert_run_reads(
+    commands: Sequence[bp.Command], data: bytes, expected: Result, max_body_size: int = 2**30
+) -> None:
+    """``data`` gives ``expected`` fed whole, cut in two at every offset, and byte by byte."""
+    assert _result(commands, [data], max_body_size) == expected
+    for i in range(len(data) + 1):
+        cut = [data[:i], data[i:]]
+        assert _result(commands, cut, max_body_size) == expected, i
+    assert _result(commands, bytewise(data), max_body_size) == expected
+
+
+_NOT_CRLF = "a body sent by the server is not followed by CRLF"
+# Bodies that look like replies, or end like a header would.
+_RUN_BODIES = [b"", b"x", b"\r\n", b"RESERVED 9 1\r\nx\r\n", b"ab\r", b"\nRESERVED 1 1"]
+
+
+def test_reserve_run_reads_every_reply() -> None:
+    replies = [_res(i + 1, body) for i, body in enumerate(_RUN_BODIES)]
+    events = [bp.Reserved(i + 1, body) for i, body in enumerate(_RUN_BODIES)]
+    data = b"".join(replies)
+    assert_run_reads([bp.Reserve()] * 6, data, (events, None))
+    # Either kind of reserve; a run ends where the kind changes.
+    kinds = [bp.Reserve(), bp.ReserveWithTimeout(0), bp.ReserveWithTimeout(0), bp.Reserve()]
+    assert_run_reads([*kinds, bp.ReserveWithTimeout(5), bp.Reserve()], data, (events, None))
+
+
+@pytest.mark.parametrize("at", [0, 1, 2])  # the first, a middle and the last body
+@pytest.mark.parametrize("after", [b"XY", b"\n\r", b"\r\r", b"\rX", b"X\n", b"\n\n"])
+def test_reserve_run_refuses_a_body_without_crlf(at: int, after: bytes) -> None:
+    replies = [_res(1, b"abc"), _res(2, b"de\r\n"), _res(3, b"f")]
+    replies[at] = replies[at][:-2] + after
+    data = b"".join(replies)
+    expected = ([bp.Reserved(1, b"abc"), bp.Reserved(2, b"de\r\n")][:at], _NOT_CRLF)
+    assert_run_reads([bp.Reserve()] * 3, data, expected)
+    # The same when the last reserve's reply is followed by one to a fourth command.
+    assert_run_reads([bp.Reserve()] * 3 + [bp.Delete(1)], data + b"DELETED\r\n", expected)
+
+
+@pytest.mark.parametrize("size", [4, 5, 99, 10**18, 10**30])
+def test_reserve_run_refuses_a_body_over_max_body_size(size: int) -> None:
+    good = [bp.Reserved(1, b"abc"), bp.Reserved(2, b"")]
+    header = b"RESERVED 3 %d\r\n" % size
+    message = f"the server announced a body of {size} bytes, over max_body_size (3)"
+    # Refused at its header, however much of the body follows, in the middle of a run...
+    whole = b"x" * size + b"\r\n" + _res(4, b"") if size < 100 else b"x" * 100
+    for body in [b"", b"abcd", whole]:
+        data = _res(1, b"abc") + _res(2, b"") + header + body
+        assert_run_reads([bp.Reserve()] * 4, data, (good, message), max_body_size=3)
+    # ...and at its start.
+    assert_run_reads([bp.Reserve()] * 2, header + _res(4, b""), ([], message), max_body_size=3)
+
+
+def test_reserve_run_ends_where_the_reserves_end() -> None:
+    triples: list[Triple] = [
+        (bp.Reserve(), _res(1, b"a"), bp.Reserved(1, b"a")),
+        (bp.Reserve(), _res(2, b"b\r\n"), bp.Reserved(2, b"b\r\n")),
+        (bp.Delete(1), b"DELETED\r\n", bp.Deleted()),
+        (bp.ReserveWithTimeout(0), _res(3, b""), bp.Reserved(3, b"")),
+        (bp.ReserveWithTimeout(5), b"TIMED_OUT\r\n", bp.TimedOut()),
+        (bp.Reserve(), _res(4, b"RESERVED 5 1\r\nx"), bp.Reserved(4, b"RESERVED 5 1\r\nx")),
+        (bp.Put(b"x"), b"INSERTED 6\r\n", bp.Inserted(6)),
+        (bp.Reserve(), b"DEADLINE_SOON\r\n", bp.DeadlineSoon()),
+        (bp.ReserveWithTimeout(0), _res(7, b"c"), bp.Reserved(7, b"c")),
+        (bp.Reserve(), _res(8, b"d"), bp.Reserved(8, b"d")),
+        (bp.PeekReady(), _res(9, b"e").replace(b"RESERVED", b"FOUND"), bp.Found(9, b"e")),
+        (bp.Reserve(), _res(10, b"f"), bp.Reserved(10, b"f")),
+    ]
+    commands = [cmd for cmd, _, _ in triples]
+    events = [event for _, _, event in triples]
+    # The replies so far, and the commands still waiting for theirs.
+    for k in range(len(triples) + 1):
+        data = b"".join(reply for _, reply, _ in triples[:k])
+        assert_run_reads(commands, data, (events[:k], None))
+
+
+@pytest.mark.parametrize(
+    ("other", "verb"), [(bp.Put(b"x"), "put"), (bp.Delete(1), "delete"), (bp.Peek(2), "peek")]
+)
+def test_reserve_run_refuses_a_reserved_reply_to_another_command(
+    other: bp.Command, verb: str
+) -> None:
+    commands = [bp.Reserve(), bp.Reserve(), other, bp.Reserve()]
+    data = _res(1, b"a") + _res(2, b"b") + _res(2, b"c") + _res(3, b"d")
+    message = f"the server answered {verb!r} with b'RESERVED 2 1', which is not a reply to it"
+    expected = ([bp.Reserved(1, b"a"), bp.Reserved(2, b"b")], message)
+    assert_run_reads(commands, data, expected)
+    # And a reply owed to nothing, after a run (the message depends on how much of it
+    # has come).
+    data = _res(1, b"a") + _res(2, b"b") + _res(3, b"c")
+    message = "the server sent b'RESERVED 3 1' when no reply was owed"
+    assert _result(commands[:2], [data], 2**30) == (expected[0], message)
+    for i in range(len(data) + 1):
+        events, error = _result(commands[:2], [data[:i], data[i:]], 2**30)
+        assert (events, error is None) == (expected[0], False), i
+
+
+@pytest.mark.parametrize(
+    ("reply", "result"),
+    [
+        (b"RESERVED 18446744073709551615 1\r\nx\r\n", (bp.Reserved(2**64 - 1, b"x"), None)),
+        (b"RESERVED 00000000000000000002 1\r\nx\r\n", (bp.Reserved(2, b"x"), None)),
+        (b"RESERVED 2 00000000000000000001\r\nx\r\n", (bp.Reserved(2, b"x"), None)),
+        (
+            b"RESERVED 18446744073709551616 1\r\nx\r\n",
+            (None, "the server sent b'18446744073709551616' where a job id belongs"),
+        ),
+        (
+            b"RESERVED 2 1 \r\nx\r\n",
+            (
+                None,
+                "the server answered 'reserve' with b'RESERVED 2 1 ': RESERVED takes 2 "
+                "argument(s) there",
+            ),
+        ),
+        (
+            b"RESERVED 2 +1\r\nx\r\n",
+            (None, "the server sent b'+1' where a body size belongs"),
+        ),
+    ],
+)
+def test_reserve_run_hands_other_headers_to_the_general_path(
+    reply: bytes, result: tuple[Any, str | None]
+) -> None:
+    event, message = result
+    data = _res(1, b"a") + reply + _res(3, b"c")
+    events = [bp.Reserved(1, b"a"), *([event, bp.Reserved(3, b"c")] if event else [])]
+    assert_run_reads([bp.Reserve()] * 3, data, (events, message))
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([bp.Reserve(), bp.ReserveWithTimeout(0), bp.Put(b"x")]),
+            st.integers(0, 2**64 - 1),
+            st.binary(max_size=6).map(lambda b: b.replace(b"Z", b"\r\n")),
+            st.integers(0, 9),  # 0: the reply to the other kind of command
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.integers(0, 200),
+    st.sampled_from([b"", b"\r", b"\n", b"X", b"\r\n", b"XY"]),
+    st.booleans(),
+    st.integers(0, 16),
+    st.lists(st.integers(min_value=0), max_size=6),
+)
+def test_reserve_runs_agree_with_the_general_path(
+    items: list[tuple[bp.Command, int, bytes, int]],
+    where: int,
+    insert: bytes,
+    overwrite: bool,
+    max_body: int,
+    cuts: list[int],
+) -> None:
+    # Replies to reserves (and to puts), with bytes inserted or overwritten anywhere, or not.
+    commands = [cmd for cmd, _, _, _ in items]
+    data = b"".join(
+        _res(id, body) if (type(cmd) is bp.Put) == (swap == 0) else b"INSERTED %d\r\n" % id
+        for cmd, id, body, swap in items
+    )
+    where %= len(data) + 1
+    data = data[:where] + insert + data[where + len(insert) * overwrite :]
+
+    def result(chunks: Iterable[bytes]) -> Result:
+        events, message = _result(commands, chunks, max_body)
+        if message and message.endswith("when no reply was owed"):
+            message = "no reply was owed"  # quoting the bytes only if a whole line came
+        return events, message
+
+    bytewise_result = result(bytewise(data))
+    assert result([data]) == bytewise_result
+    assert result(split(data, cuts)) == bytewise_result
+
+
 # -- linear cost, by counting -----------------------------------------------------------------
 
 

@@ -62,7 +62,10 @@ __all__ = [
     "Touch",
     "Use",
     "Watch",
+    "check_put",
     "check_tube",
+    "checked_put",
+    "put_bytes",
     "slot_setter",
 ]
 
@@ -171,34 +174,55 @@ class Put(Command):
         delay: int = 0,
         ttr: int = DEFAULT_TTR,
     ) -> None:
-        # Written by hand (through the slots) because producers build one per
-        # job: the checks of the common case are one chained expression.
-        if type(body) is not bytes:
-            body = _as_body(body)
-        if not (
-            type(priority) is int
-            and type(delay) is int
-            and type(ttr) is int
-            and 0 <= priority <= MAX_U32
-            and 0 <= delay <= MAX_U32
-            and 0 <= ttr <= MAX_U32
-        ):
-            _check_int("priority", priority, MAX_U32)
-            _check_int("delay", delay, MAX_U32)
-            _check_int("ttr", ttr, MAX_U32)
+        # Written by hand (through the slots) because producers build one per job.
+        body = check_put(body, priority, delay, ttr)
         _set_put_body(self, body)
         _set_put_priority(self, priority)
         _set_put_delay(self, delay)
         _set_put_ttr(self, ttr)
 
     def _encode(self) -> bytes:
-        body = self.body
-        priority = self.priority
-        delay = self.delay
-        ttr = self.ttr
-        if priority == DEFAULT_PRIORITY and delay == 0 and ttr == DEFAULT_TTR:
-            return _DEFAULT_PUT % (len(body), body)
-        return b"put %d %d %d %d\r\n%b\r\n" % (priority, delay, ttr, len(body), body)
+        return put_bytes(self.body, self.priority, self.delay, self.ttr)
+
+
+def check_put(body: object, priority: object, delay: object, ttr: object) -> bytes:
+    """The checks of :class:`Put`: the body as ``bytes``, or ``TypeError`` /
+    :class:`InvalidArgument`. With :func:`put_bytes` and :func:`checked_put`, an
+    adapter can write a put before building its command (see ``Connection._sent``)."""
+    if type(body) is not bytes:
+        body = _as_body(body)
+    # The common case is one chained expression; the messages come from _check_int.
+    if not (
+        type(priority) is int
+        and type(delay) is int
+        and type(ttr) is int
+        and 0 <= priority <= MAX_U32
+        and 0 <= delay <= MAX_U32
+        and 0 <= ttr <= MAX_U32
+    ):
+        _check_int("priority", priority, MAX_U32)
+        _check_int("delay", delay, MAX_U32)
+        _check_int("ttr", ttr, MAX_U32)
+    return body
+
+
+def put_bytes(body: bytes, priority: int, delay: int, ttr: int) -> bytes:
+    """The wire bytes of ``Put(body, priority, delay, ttr)``, for arguments that
+    passed :func:`check_put`."""
+    if priority == DEFAULT_PRIORITY and delay == 0 and ttr == DEFAULT_TTR:
+        return _DEFAULT_PUT % (len(body), body)
+    return b"put %d %d %d %d\r\n%b\r\n" % (priority, delay, ttr, len(body), body)
+
+
+def checked_put(body: bytes, priority: int, delay: int, ttr: int) -> Put:
+    """``Put(body, priority, delay, ttr)`` for arguments that passed :func:`check_put`,
+    without checking them again."""
+    put: Put = _new(Put)
+    _set_put_body(put, body)
+    _set_put_priority(put, priority)
+    _set_put_delay(put, delay)
+    _set_put_ttr(put, ttr)
+    return put
 
 
 def _as_body(body: object) -> bytes:
@@ -219,6 +243,7 @@ def slot_setter(cls: type, field: str) -> Callable[[object, object], None]:
     return setter
 
 
+_new = object.__new__
 _set_put_body = slot_setter(Put, "body")
 _set_put_priority = slot_setter(Put, "priority")
 _set_put_delay = slot_setter(Put, "delay")

@@ -535,14 +535,17 @@ class Connection:
         if self._state is not _OPEN:
             raise self._not_open("send")
         data = command._encode()
-        pending = self._pending
-        pending.append(command)
-        if command._noted:  # quit, or a reserve that may block
-            if type(command) is Quit:
-                self._state = State.QUIT_SENT
-            elif _blocks(command):
-                self._blocking = len(pending) - 1
+        self._pending.append(command)
+        if command._noted:
+            self._note(command)
         return data
+
+    def _note(self, command: Command) -> None:
+        """What sending ``quit`` or a reserve that may block changes."""
+        if type(command) is Quit:
+            self._state = State.QUIT_SENT
+        elif _blocks(command):
+            self._blocking = len(self._pending) - 1
 
     def send_failed(self) -> None:
         """Tell the connection that bytes it produced may not have been written.
@@ -568,36 +571,64 @@ class Connection:
         else:
             self._buffer.eof = True
 
-    def _receive_usual(self, data: bytes) -> Event | None:
-        """For an adapter that sent one command and read ``data``: if ``data`` is
-        exactly that command's reply, in its usual form (``Command._usual``),
-        consume it and return the event. Otherwise None, and nothing changed:
-        hand ``data`` to :meth:`receive_data`.
+    # -- the adapters' request/response steps ---------------------------------------
+    #
+    # A blocking round trip reads one reply to one command. These let an adapter
+    # do it in one step when the reply is the usual one, and do the checks while
+    # the server is busy answering: between its write and its read.
 
-        When this returns an event, no byte follows the reply, so the adapter
-        need not ask :meth:`next_event` whether the server said more."""
+    def _lone(self) -> bool:
+        """Whether :meth:`_read_lone` may read the reply to the one command
+        pending: nothing else is owed, received or parsed, and the command has
+        a usual reply (``Command._usual``)."""
         pending = self._pending
-        if len(pending) != 1 or type(data) is not bytes:
-            return None
+        if len(pending) != 1:
+            return False
         # One command pending means the head is 0: the head only ever reaches the
         # end of pending together with pending being cleared. Nothing may be
         # buffered: received bytes are in buf past pos, or in a body being
         # collected (_partial); chunks wait only behind one of those.
         buffer = self._buffer
-        usual = pending[0]._usual
-        if (
-            usual is None
-            or self._state is not _OPEN
-            or self._ready
-            or buffer.pos != len(buffer.buf)
-            or self._partial is not None
-            or buffer.eof
-        ):
+        return (
+            pending[0]._usual is not None
+            and self._state is _OPEN
+            and not self._ready
+            and buffer.pos == len(buffer.buf)
+            and self._partial is None
+            and not buffer.eof
+        )
+
+    def _read_lone(self, data: bytes) -> Event | None:
+        """After :meth:`_lone` said True, and with nothing received since: if
+        ``data`` is exactly the reply, in its usual form, consume it and return
+        the event (and then no byte follows it: no need to ask
+        :meth:`next_event`). Otherwise None, and nothing changed: hand ``data``
+        to :meth:`receive_data`."""
+        if type(data) is not bytes:
             return None
-        event = usual(data, 0, buffer.max_body_size)
+        pending = self._pending
+        usual = pending[0]._usual
+        assert usual is not None
+        event = usual(data, 0, self._buffer.max_body_size)
         if event is not None:
             pending.clear()
         return event
+
+    def _receive_usual(self, data: bytes) -> Event | None:
+        """:meth:`_lone` and :meth:`_read_lone` in one step."""
+        return self._read_lone(data) if self._lone() else None
+
+    def _sent(self, command: Command) -> None:
+        """Record ``command`` as sent by an adapter that wrote its bytes before
+        building it (for a put: ``check_put``, ``put_bytes``, write, then
+        ``checked_put``). The bytes written must be ``command._encode()``.
+        Raises :class:`LocalProtocolError` as :meth:`send` does; the adapter
+        then breaks the connection, as the bytes are out."""
+        if self._state is not _OPEN:
+            raise self._not_open("send")
+        self._pending.append(command)
+        if command._noted:
+            self._note(command)
 
     def next_event(self) -> Event | NeedData:
         """The next reply as an event, or ``NEED_DATA``.

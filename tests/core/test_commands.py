@@ -474,3 +474,40 @@ def test_out_of_range_ints_refused(data: st.DataObject) -> None:
         ctor(value)
     inside = data.draw(st.integers(0, maximum))
     assert parse(bp.Connection().send(ctor(inside))) == ctor(inside)
+
+
+# The put an adapter writes before building its command (check_put, put_bytes,
+# checked_put): the same checks, the same bytes and the same command as Put().
+_put_ints = st.one_of(
+    st.integers(0, U32),
+    st.integers(),
+    st.sampled_from([True, False, 1.0, "1", None]),
+)
+_put_bodies = st.one_of(
+    st.binary(max_size=64),
+    st.binary(max_size=64).map(bytearray),
+    st.binary(max_size=64).map(memoryview),
+    st.text(max_size=8),
+    st.sampled_from([None, 5, [b"x"]]),
+)
+
+
+@given(_put_bodies, _put_ints, _put_ints, _put_ints)
+@example(b"x", bp.DEFAULT_PRIORITY, 0, bp.DEFAULT_TTR)
+@example(b"x", True, 0, 60)
+@example("text", 1, 2, 3)
+def test_put_in_parts_is_put(body: Any, priority: Any, delay: Any, ttr: Any) -> None:
+    from beanproto._commands import check_put, checked_put, put_bytes
+
+    try:
+        expected = bp.Put(body, priority, delay, ttr)
+    except (TypeError, bp.InvalidArgument) as exc:
+        with pytest.raises(type(exc)) as info:
+            check_put(body, priority, delay, ttr)
+        assert str(info.value) == str(exc)
+        return
+    checked = check_put(body, priority, delay, ttr)
+    assert type(checked) is bytes
+    put = checked_put(checked, priority, delay, ttr)
+    assert put == expected and type(put) is bp.Put
+    assert put_bytes(checked, priority, delay, ttr) == expected._encode()

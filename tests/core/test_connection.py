@@ -1594,3 +1594,25 @@ def test_work_is_linear_for_a_big_body() -> None:
         conn.receive_data(data[i : i + 100])
         event = conn.next_event()
     assert event == bp.Reserved(1, body)
+
+
+def test_sent_records_as_send_does() -> None:
+    from beanproto._commands import check_put, checked_put, put_bytes
+
+    conn = bp.Connection()
+    assert not conn._lone()  # nothing owed
+    body = check_put(b"job", 1, 2, 3)
+    assert put_bytes(body, 1, 2, 3) == b"put 1 2 3 3\r\njob\r\n"
+    conn._sent(checked_put(body, 1, 2, 3))
+    assert conn.pending == (bp.Put(b"job", 1, 2, 3),)
+    assert conn._lone()
+    assert conn._read_lone(b"INSERTED 4\r\n") == bp.Inserted(4)
+    assert conn.pending == ()
+    conn._sent(bp.Reserve())
+    assert conn.reserve_waiting
+    assert feed(conn, b"TIMED_OUT\r\n") == [bp.TimedOut()]
+    conn._sent(bp.Quit())
+    assert conn.state is bp.State.QUIT_SENT
+    with pytest.raises(bp.LocalProtocolError, match="quit was sent"):
+        conn._sent(bp.Put(b"x"))
+    assert conn.pending == (bp.Quit(),)

@@ -68,6 +68,16 @@ def test_str_body_without_encoding_is_a_type_error(client: Client[bytes]) -> Non
     client.put(b"still in sync")
 
 
+def test_invalid_put_arguments_send_nothing(client: Client[bytes], tube: str) -> None:
+    # put checks before it writes: a refusal leaves the connection in sync.
+    for args in [(-1, 0, 60), (1, 2**32, 60), (1, 0, True), (1.0, 0, 60)]:
+        with pytest.raises((TypeError, bp.InvalidArgument)):
+            client.put(b"x", *args)  # type: ignore[arg-type]
+    assert client.stats_tube(tube).total_jobs == 0
+    job_id = client.put(b"x", 7, 0, 9)
+    assert client.stats_job(job_id).pri == 7
+
+
 def test_reserve_timeouts(client: Client[bytes]) -> None:
     with pytest.raises(bp.TimedOutError):
         client.reserve(timeout=0)

@@ -599,7 +599,7 @@ class Connection:
         )
 
     def _read_lone(self, data: bytes) -> Event | None:
-        """After :meth:`_lone` said True, and with nothing received since: if
+        """After :meth:`_lone` said True, with nothing sent or received since: if
         ``data`` is exactly the reply, in its usual form, consume it and return
         the event (and then no byte follows it: no need to ask
         :meth:`next_event`). Otherwise None, and nothing changed: hand ``data``
@@ -613,10 +613,6 @@ class Connection:
         if event is not None:
             pending.clear()
         return event
-
-    def _receive_usual(self, data: bytes) -> Event | None:
-        """:meth:`_lone` and :meth:`_read_lone` in one step."""
-        return self._read_lone(data) if self._lone() else None
 
     def _sent(self, command: Command) -> None:
         """Record ``command`` as sent by an adapter that wrote its bytes before

@@ -496,7 +496,7 @@ class Client(Generic[BodyT]):
         try:
             # The usual reply to a lone call, alone in data, is read in one step,
             # and then the core knows nothing follows it.
-            usual = conn._receive_usual(data)
+            usual = conn._read_lone(data) if conn._lone() else None
             if usual is None:
                 conn.receive_data(data)
                 event = conn.next_event()

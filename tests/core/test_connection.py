@@ -519,10 +519,15 @@ FIRST: dict[type[bp.Command], tuple[Any, bytes]] = {
 }
 
 
+def receive_usual(conn: bp.Connection, data: bytes) -> bp.Event | None:
+    """The adapters' one-step read of a reply: checked, then read."""
+    return conn._read_lone(data) if conn._lone() else None
+
+
 def receive_one(conn: bp.Connection, data: bytes) -> bp.Event | bp.NeedData:
     """What the adapters do with the bytes of one read: the one-step read of the
     usual reply, else receive_data() and next_event()."""
-    event = conn._receive_usual(data)
+    event = receive_usual(conn, data)
     if event is not None:
         return event
     conn.receive_data(data)
@@ -560,7 +565,7 @@ def test_fast_and_general_paths_agree(
     # good; anything else is left untouched for the general path.
     conn = bp.Connection(max_body_size=3)
     conn.send(cmd)
-    usual = conn._receive_usual(data)
+    usual = receive_usual(conn, data)
     if usual is None:
         assert conn.pending == (cmd,) and conn.buffered == 0
     else:
@@ -584,44 +589,44 @@ def test_fast_and_general_paths_agree(
 def test_receive_usual_reads_the_usual_replies(cmd: bp.Command, reply: bytes, event: Any) -> None:
     conn = bp.Connection()
     conn.send(cmd)
-    assert conn._receive_usual(reply) == event
+    assert receive_usual(conn, reply) == event
     assert conn.pending == () and conn.next_event() is bp.NEED_DATA
     # Not with anything else pending, buffered or parsed, nor after a failed send.
     conn.send(cmd)
     conn.send(cmd)
-    assert conn._receive_usual(reply) is None
+    assert receive_usual(conn, reply) is None
     conn = bp.Connection()
     conn.send(cmd)
     conn.receive_data(reply[:1])
-    assert conn._receive_usual(reply[1:]) is None
+    assert receive_usual(conn, reply[1:]) is None
     conn = bp.Connection()
     conn.send(cmd)
     conn.send_failed()
-    assert conn._receive_usual(reply) is None
+    assert receive_usual(conn, reply) is None
 
 
 def test_receive_usual_leaves_other_input_alone() -> None:
     conn = bp.Connection()
     conn.send(bp.Use("a"))  # no usual form
-    assert conn._receive_usual(b"USING a\r\n") is None
+    assert receive_usual(conn, b"USING a\r\n") is None
     conn = bp.Connection()
     conn.send(bp.Put(b"x"))
-    assert conn._receive_usual(bytearray(b"INSERTED 1\r\n")) is None  # bytes only
-    assert conn._receive_usual(b"") is None
+    assert receive_usual(conn, bytearray(b"INSERTED 1\r\n")) is None  # bytes only
+    assert receive_usual(conn, b"") is None
     conn.receive_data(b"")
-    assert conn._receive_usual(b"INSERTED 1\r\n") is None  # after the end of the stream
+    assert receive_usual(conn, b"INSERTED 1\r\n") is None  # after the end of the stream
     conn = bp.Connection()
     conn.send(bp.Reserve())
     conn.receive_data(b"RESERVED 1 5\r\nab")  # a body being collected
     conn.next_event()
-    assert conn._receive_usual(b"RESERVED 1 0\r\n\r\n") is None
+    assert receive_usual(conn, b"RESERVED 1 0\r\n\r\n") is None
     conn = bp.Connection()
     conn.send(bp.Put(b"x"))
     conn.send(bp.Put(b"x"))
     conn.receive_data(b"INSERTED 1\r\nINSERTED 2\r\n")
     assert conn.next_event() == bp.Inserted(1)
     conn.send(bp.Put(b"x"))  # one pending again, with an event not yet taken
-    assert conn._receive_usual(b"INSERTED 3\r\n") is None
+    assert receive_usual(conn, b"INSERTED 3\r\n") is None
     assert conn.next_event() == bp.Inserted(2)
 
 

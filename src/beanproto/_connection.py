@@ -615,11 +615,12 @@ class Connection:
         return event
 
     def _sent(self, command: Command) -> None:
-        """Record ``command`` as sent by an adapter that wrote its bytes before
-        building it (for a put: ``check_put``, ``put_bytes``, write, then
-        ``checked_put``). The bytes written must be ``command._encode()``.
-        Raises :class:`LocalProtocolError` as :meth:`send` does; the adapter
-        then breaks the connection, as the bytes are out."""
+        """:meth:`send` for an adapter that has the command's bytes already, so
+        it can build the command after writing them (a put: ``check_put``,
+        ``put_bytes``, write, then ``checked_put``), as long as it sends nothing
+        else in between. The bytes must be ``command._encode()``. Raises
+        :class:`LocalProtocolError` as :meth:`send` does (if the bytes are out,
+        the adapter then breaks the connection)."""
         if self._state is not _OPEN:
             raise self._not_open("send")
         self._pending.append(command)

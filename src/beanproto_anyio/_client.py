@@ -123,6 +123,7 @@ from beanproto import (
     error_for_event,
 )
 from beanproto import Buried as BuriedEvent
+from beanproto._commands import check_put, checked_put, put_bytes
 from beanproto._support import (
     batch_outcomes,
     job_from_event,
@@ -342,12 +343,27 @@ class Client(Generic[BodyT]):
 
     # -- the exchange ----------------------------------------------------------------
 
-    async def _request(self, command: Command, kind: int = _PLAIN) -> Event:
-        """Send one command and return its reply."""
+    async def _request(
+        self,
+        command: Command | None,
+        kind: int = _PLAIN,
+        body: bytes = b"",
+        priority: int = DEFAULT_PRIORITY,
+        delay: int = 0,
+        ttr: int = DEFAULT_TTR,
+    ) -> Event:
+        """Send one command and return its reply. ``command=None`` sends a put of
+        ``body`` (checked by ``check_put``) with ``priority``, ``delay`` and
+        ``ttr``, built without checking its arguments a second time."""
         await self._checkpoint_if_cancelled()
         if self._broken is not None:
             raise self._unusable()
-        data = self._conn.send(command)
+        conn = self._conn
+        if command is not None:
+            data = conn.send(command)
+        else:
+            data = put_bytes(body, priority, delay, ttr)
+            conn._sent(checked_put(body, priority, delay, ttr))
         call = _Call(kind)
         calls = self._calls
         calls.append(call)
@@ -644,7 +660,8 @@ class Client(Generic[BodyT]):
         """
         if type(body) is str and self._encoding is not None:
             body = body.encode(self._encoding)
-        event = await self._request(Put(body, priority, delay, ttr))  # type: ignore[arg-type]
+        checked = check_put(body, priority, delay, ttr)  # raises before anything is sent
+        event = await self._request(None, _PLAIN, checked, priority, delay, ttr)
         if type(event) is Inserted:
             return event.id
         raise error_for_event(event)

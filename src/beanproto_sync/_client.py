@@ -324,23 +324,26 @@ class Client(Generic[BodyT]):
             # one step, and how much to read (a put's command is None: a line).
             lone = conn._lone()
             size = _RECV_SIZE if type(command) in _BODY_REPLIES else _LINE_RECV_SIZE
-            if wait is _SAME and self._timeout is None:
-                # The common case: one recv brings the whole reply, and the core
+            retimed = wait is not _SAME
+            deadline = None
+            if retimed or self._timeout is not None:
+                limit = self._timeout
+                if retimed:
+                    sock.settimeout(wait)
+                    limit = wait
+                # The timeout bounds the whole reply, not each recv: a server
+                # that trickles bytes cannot stretch a call past it.
+                deadline = None if limit is None else time.monotonic() + limit
+            data = sock.recv(size)
+            if lone:
+                # The common case: one recv brought the whole reply, and the core
                 # reads it in one step (which also proves nothing follows it).
-                data = sock.recv(size)
-                if lone:
-                    event = conn._read_lone(data)
-                    if event is not None:
-                        return event
-                return self._reply(data, None, False)
-            limit = self._timeout
-            if wait is not _SAME:
-                sock.settimeout(wait)
-                limit = wait
-            # The timeout bounds the whole reply, not each recv: a server that
-            # trickles bytes cannot stretch a call past it.
-            deadline = None if limit is None else time.monotonic() + limit
-            return self._reply(sock.recv(size), deadline, wait is not _SAME)
+                event = conn._read_lone(data)
+                if event is not None:
+                    if retimed:
+                        sock.settimeout(self._timeout)
+                    return event
+            return self._reply(data, deadline, retimed)
         except BaseException as exc:
             replacement = self._interrupted(exc)
             if replacement is exc:

@@ -96,10 +96,15 @@ def test_reserve_timeouts(client: Client[bytes]) -> None:
 
 
 def test_reserve_with_timeout_outlasts_socket_timeout(server: Server, tube: str) -> None:
-    with Client(server.address, watch=tube, timeout=0.5) as c:
+    with Client(server.address, use=tube, watch=tube, timeout=0.5) as c:
         with pytest.raises(bp.TimedOutError):
             c.reserve(timeout=1)
         assert c.watching() == [tube]
+        assert c._sock.gettimeout() == 0.5  # the wait's longer timeout is undone
+        # The same when a job comes, its reply read in one step.
+        job_id = c.put(b"job")
+        assert c.reserve(timeout=1).id == job_id
+        assert c._sock.gettimeout() == 0.5
 
 
 def test_release_bury_kick_touch(client: Client[bytes], tube: str) -> None:

@@ -33,6 +33,7 @@ from beanproto import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_PRIORITY,
     DEFAULT_TTR,
+    MAX_LINE_SIZE,
     NEED_DATA,
     REPLIES,
     BrokenConnectionError,
@@ -108,6 +109,7 @@ _RECV_SIZE: Final = 65536
 #: tenth of a microsecond per call on the 64 KiB one (measured with recv on a
 #: socketpair). A longer reply is read on with ``_RECV_SIZE``.
 _LINE_RECV_SIZE: Final = 256
+assert _LINE_RECV_SIZE >= MAX_LINE_SIZE  # a whole line, and so any byte after it, fits
 #: The commands whose reply may carry a body; the others are answered by one line.
 _BODY_REPLIES: Final = frozenset(
     kind for kind, row in REPLIES.items() if any(spec[1] for spec in row.values())
@@ -318,6 +320,8 @@ class Client(Generic[BodyT]):
             if command is not None:
                 sock.sendall(conn.send(command))
             else:
+                # The core is open whenever _broken is None (every way it stops
+                # being open sets _broken), so _sent does not refuse what went out.
                 sock.sendall(put_bytes(body, priority, delay, ttr))
                 conn._sent(checked_put(body, priority, delay, ttr))
             # While the server answers: whether the core can read the reply in

@@ -1621,3 +1621,62 @@ def test_sent_records_as_send_does() -> None:
     with pytest.raises(bp.LocalProtocolError, match="quit was sent"):
         conn._sent(bp.Put(b"x"))
     assert conn.pending == (bp.Quit(),)
+
+
+_LONE_REPLIES = [
+    (bp.Reserve(), b"RESERVED 1 4\r\nab\r\n\r\n", bp.Reserved(1, b"ab\r\n")),
+    (bp.Put(b"x"), b"INSERTED 3\r\n", bp.Inserted(3)),
+    (bp.ReserveWithTimeout(0), b"RESERVED 2 3\r\nxyz\r\n", bp.Reserved(2, b"xyz")),
+    (bp.Delete(1), b"DELETED\r\n", bp.Deleted()),
+    (bp.Use("t"), b"USING t\r\n", bp.Using("t")),
+    (bp.Reserve(), b"RESERVED 5 0\r\n\r\n", bp.Reserved(5, b"")),
+    (bp.Put(b"y"), b"INSERTED 4\r\n", bp.Inserted(4)),
+]
+
+
+@given(st.data())
+def test_one_step_reads_mix_with_the_general_path(data: st.DataObject) -> None:
+    # Replies cut anywhere, commands sent early or just in time, next_event called
+    # any number of times; a read takes the one-step path whenever _lone() allows.
+    # Whenever it allows, nothing is buffered; every reply reaches its command.
+    stream = b"".join(reply for _, reply, _ in _LONE_REPLIES)
+    ends = list(itertools.accumulate(len(reply) for _, reply, _ in _LONE_REPLIES))
+    # Cuts at reply boundaries make chunks the one-step read can take.
+    anywhere = data.draw(st.sets(st.integers(1, len(stream) - 1), max_size=6))
+    boundaries = data.draw(st.sets(st.sampled_from(ends[:-1])))
+    cuts = sorted(anywhere | boundaries)
+    conn = bp.Connection()
+    sent = fed = 0
+    got: list[Any] = []
+
+    def check() -> None:
+        if conn._lone():
+            assert conn.buffered == 0 and len(conn.pending) == 1
+
+    for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        # Every reply that begins in this chunk needs its command sent; the next
+        # command may go early.
+        due = sum(1 for e in [0, *ends[:-1]] if e < end)
+        if due < len(ends) and data.draw(st.booleans()):
+            due += 1
+        while sent < due:
+            conn.send(_LONE_REPLIES[sent][0])
+            sent += 1
+            check()
+        chunk = stream[start:end]
+        event = conn._read_lone(chunk) if conn._lone() else None
+        if event is None:
+            conn.receive_data(chunk)
+        else:
+            got.append(event)
+        check()
+        for _ in range(data.draw(st.integers(0, 3))):
+            event = conn.next_event()
+            check()
+            if event is not bp.NEED_DATA:
+                got.append(event)
+        fed = end
+    got.extend(drain(conn)[0])
+    assert fed == len(stream) and sent == len(ends)
+    assert got == [event for _, _, event in _LONE_REPLIES]
+    assert conn.pending == () and conn.used_tube == "t"

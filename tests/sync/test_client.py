@@ -353,6 +353,30 @@ def test_keyboard_interrupt_during_reserve(fresh_server: Callable[..., Server], 
     _frozen_server_test(srv, tube, interrupt)
 
 
+def test_interrupt_between_a_puts_write_and_its_record(
+    server: Server, tube: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A put is written before its command is built and recorded: an interrupt
+    # in between leaves bytes out that the core does not know of, so the client
+    # must give up on the connection (and give its token back).
+    import beanproto_sync._client as sync_client
+
+    def interrupted(*args: object) -> bp.Put:
+        raise KeyboardInterrupt
+
+    with Client(server.address, use=tube, watch=tube, timeout=5) as c:
+        monkeypatch.setattr(sync_client, "checked_put", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            c.put(b"written")
+        monkeypatch.undo()
+        with pytest.raises(bp.BrokenConnectionError):
+            c.put(b"again")
+        with pytest.raises(bp.BrokenConnectionError):  # not ConcurrentUseError
+            c.stats()
+    with Client(server.address, watch=tube, timeout=5) as other:
+        assert other.reserve(timeout=5).body == b"written"  # the server got it whole
+
+
 def test_server_goes_away(fresh_server: Callable[..., Server]) -> None:
     srv = fresh_server()
     c = Client(srv.address, timeout=5)

@@ -330,7 +330,8 @@ for _kind, _row in REPLIES.items():
 # the CRLF, in a single call: about half the cost of splitting the line and
 # looking the word up. A reply the regex does not match (other words, a 20-digit
 # id, garbage) is read by the general path, which also produces the errors.
-_FAST_INSERTED: Final[Matcher] = re.compile(rb"INSERTED ([0-9]{1,19})\r\n").match
+_INSERTED: Final = re.compile(rb"INSERTED ([0-9]{1,19})\r\n")
+_FAST_INSERTED: Final[Matcher] = _INSERTED.match
 _FAST_RESERVED: Final[Matcher] = re.compile(rb"RESERVED ([0-9]{1,19}) ([0-9]{1,19})\r\n").match
 # The same header after the CRLF that ends the body before it: the batch reader
 # proves one reply's CRLF and reads the next one's header in a single call.
@@ -351,7 +352,7 @@ for _kind, _word in [
 # The request/response reader (``Command._usual``): the same replies, when the
 # bytes from ``pos`` on are exactly one of them. One function per reply, so the
 # round trip of a blocking client pays for no dispatch on the reply's kind.
-_WHOLE_INSERTED: Final[Matcher] = re.compile(rb"INSERTED ([0-9]{1,19})\r\n").fullmatch
+_WHOLE_INSERTED: Final[Matcher] = _INSERTED.fullmatch
 
 
 def _usual_inserted(buf: bytes, pos: int, max_body: int) -> Event | None:

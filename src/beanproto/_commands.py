@@ -66,6 +66,7 @@ __all__ = [
     "check_tube",
     "checked_put",
     "put_bytes",
+    "put_wire",
     "slot_setter",
 ]
 
@@ -88,6 +89,7 @@ longest command line it accepts."""
 _TUBE_NAME = re.compile(r"[A-Za-z0-9+/;.$_()][A-Za-z0-9+/;.$_()\-]{0,199}")
 # Most jobs are put with the defaults, and formatting their three numbers is
 # about a third of encoding a put: that line is formatted once, here.
+_NO_DELAY: Final = 0
 _DEFAULT_PUT: Final = b"put %d 0 %d %%d\r\n%%b\r\n" % (DEFAULT_PRIORITY, DEFAULT_TTR)
 
 
@@ -212,6 +214,18 @@ def put_bytes(body: bytes, priority: int, delay: int, ttr: int) -> bytes:
     if priority == DEFAULT_PRIORITY and delay == 0 and ttr == DEFAULT_TTR:
         return _DEFAULT_PUT % (len(body), body)
     return b"put %d %d %d %d\r\n%b\r\n" % (priority, delay, ttr, len(body), body)
+
+
+def put_wire(body: bytes, priority: int, delay: int, ttr: int) -> bytes:
+    """:func:`check_put`, then :func:`put_bytes`, in one call: the wire bytes of
+    ``Put(body, priority, delay, ttr)``, or the errors ``Put()`` raises. The body
+    must be ``bytes`` already (an adapter converts others with :func:`check_put`,
+    as it needs the converted body for :func:`checked_put`)."""
+    # An adapter's put() hands its default arguments on unchanged: these very
+    # objects, known by identity, so there is no number to check or to format.
+    if priority is DEFAULT_PRIORITY and delay is _NO_DELAY and ttr is DEFAULT_TTR:
+        return _DEFAULT_PUT % (len(body), body)
+    return put_bytes(check_put(body, priority, delay, ttr), priority, delay, ttr)
 
 
 def checked_put(body: bytes, priority: int, delay: int, ttr: int) -> Put:

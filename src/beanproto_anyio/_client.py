@@ -123,7 +123,7 @@ from beanproto import (
     error_for_event,
 )
 from beanproto import Buried as BuriedEvent
-from beanproto._commands import check_put, checked_put, put_bytes
+from beanproto._commands import check_put, checked_put, put_wire
 from beanproto._support import (
     batch_outcomes,
     job_from_event,
@@ -347,14 +347,15 @@ class Client(Generic[BodyT]):
         self,
         command: Command | None,
         kind: int = _PLAIN,
+        data: bytes = b"",
         body: bytes = b"",
         priority: int = DEFAULT_PRIORITY,
         delay: int = 0,
         ttr: int = DEFAULT_TTR,
     ) -> Event:
-        """Send one command and return its reply. ``command=None`` sends a put of
-        ``body`` (checked by ``check_put``) with ``priority``, ``delay`` and
-        ``ttr``, built without checking its arguments a second time."""
+        """Send one command and return its reply. ``command=None`` sends a put:
+        ``data``, from ``put_wire`` for ``body``, ``priority``, ``delay`` and
+        ``ttr``, with its :class:`Put` built without checking them again."""
         await self._checkpoint_if_cancelled()
         if self._broken is not None:
             raise self._unusable()
@@ -362,7 +363,6 @@ class Client(Generic[BodyT]):
         if command is not None:
             data = conn.send(command)
         else:
-            data = put_bytes(body, priority, delay, ttr)
             conn._sent(checked_put(body, priority, delay, ttr))
         call = _Call(kind)
         calls = self._calls
@@ -658,10 +658,13 @@ class Client(Generic[BodyT]):
         raises ``TypeError``. Cancelled after writing, the job may exist (its
         reply is dropped) and the client stays in sync.
         """
-        if type(body) is str and self._encoding is not None:
-            body = body.encode(self._encoding)
-        checked = check_put(body, priority, delay, ttr)  # raises before anything is sent
-        event = await self._request(None, _PLAIN, checked, priority, delay, ttr)
+        if type(body) is not bytes:
+            if type(body) is str and self._encoding is not None:
+                body = body.encode(self._encoding)
+            else:
+                body = check_put(body, priority, delay, ttr)
+        data = put_wire(body, priority, delay, ttr)  # raises before anything is sent
+        event = await self._request(None, _PLAIN, data, body, priority, delay, ttr)
         if type(event) is Inserted:
             return event.id
         raise error_for_event(event)

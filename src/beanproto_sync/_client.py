@@ -84,7 +84,7 @@ from beanproto import (
     error_for_event,
 )
 from beanproto import Buried as BuriedEvent
-from beanproto._commands import check_put, checked_put, put_bytes
+from beanproto._commands import check_put, checked_put, put_wire
 from beanproto._support import (
     batch_outcomes,
     job_from_event,
@@ -293,6 +293,7 @@ class Client(Generic[BodyT]):
         self,
         command: Command | None,
         wait: float | None = _SAME,
+        data: bytes = b"",
         body: bytes = b"",
         priority: int = DEFAULT_PRIORITY,
         delay: int = 0,
@@ -301,11 +302,12 @@ class Client(Generic[BodyT]):
         """Send one command and return its reply. ``wait``: the socket timeout
         while a blocking reserve is answered (``_SAME`` keeps ``timeout``).
 
-        ``command=None`` sends a put of ``body`` (checked by ``check_put``) with
-        ``priority``, ``delay`` and ``ttr``: written first, its :class:`Put` built
-        while the server answers. A round trip's wall time is the server's time
-        plus the client's between a reply and the next write, so that is where
-        the client's work costs; a put's command is the most of it."""
+        ``command=None`` sends a put: ``data``, from ``put_wire`` for ``body``,
+        ``priority``, ``delay`` and ``ttr``, is written first, and its
+        :class:`Put` is built while the server answers. A round trip's wall
+        time is the server's time plus the client's between a reply and the
+        next write, so that is where the client's work costs; a put's command
+        is the most of it."""
         idle = self._idle  # _enter(), inline: this is the path of every call
         try:
             idle.pop()
@@ -322,7 +324,7 @@ class Client(Generic[BodyT]):
             else:
                 # The core is open whenever _broken is None (every way it stops
                 # being open sets _broken), so _sent does not refuse what went out.
-                sock.sendall(put_bytes(body, priority, delay, ttr))
+                sock.sendall(data)
                 conn._sent(checked_put(body, priority, delay, ttr))
             # While the server answers: whether the core can read the reply in
             # one step, and how much to read (a put's command is None: a line).
@@ -466,10 +468,13 @@ class Client(Generic[BodyT]):
         :class:`beanproto.DrainingError`. Without an encoding a ``str`` body
         raises ``TypeError``.
         """
-        if type(body) is str and self._encoding is not None:
-            body = body.encode(self._encoding)
-        checked = check_put(body, priority, delay, ttr)  # raises before anything is sent
-        event = self._request(None, _SAME, checked, priority, delay, ttr)
+        if type(body) is not bytes:
+            if type(body) is str and self._encoding is not None:
+                body = body.encode(self._encoding)
+            else:
+                body = check_put(body, priority, delay, ttr)
+        data = put_wire(body, priority, delay, ttr)  # raises before anything is sent
+        event = self._request(None, _SAME, data, body, priority, delay, ttr)
         if type(event) is Inserted:
             return event.id
         raise error_for_event(event)

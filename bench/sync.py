@@ -13,6 +13,9 @@ one recv per command, ``raw-pipelined`` writes ``--batch`` commands in one senda
 then reads their replies, counting lines. Reported: ops/s (wall), client CPU µs per op
 (``time.process_time``), and ratios of ops/s to greenstalk and to the raw baseline of
 the same kind. Median of ``--reps`` runs; clients interleaved within each run.
+For the sequential phases, the ratios of beanproto_sync to greenstalk are also
+given rep by rep (their spread, and in how many reps beanproto_sync was ahead):
+the machine's speed drifts between reps more than the clients differ.
 
     python bench/sync.py [--jobs 20000] [--body 100] [--reps 5]
 """
@@ -245,6 +248,27 @@ def main() -> None:
             name = "raw-pipelined" if client == "raw" and "pipelined" in phase else client
             name = "raw-seq" if name == "raw" else name
             print(f"| {phase} | {name} | {ops:,.0f} | {cpu:.1f} | {gs} | {raw} |")
+    print(
+        "\nbeanproto_sync against greenstalk rep by rep (both clients ran in the same "
+        "rep, on the same server):\n"
+    )
+    for phase in ("put", "reserve+delete"):
+        print(_paired(phase, reps))
+
+
+def _paired(phase: str, reps: list[dict[tuple[str, str], tuple[float, float]]]) -> str:
+    """How the medians' ratio holds rep by rep: the spread and count of the
+    per-rep ratios of ops/s, and of client CPU per op, for one phase."""
+    ops = sorted(r[("greenstalk", phase)][0] / r[("beanproto_sync", phase)][0] for r in reps)
+    cpu = sorted(r[("beanproto_sync", phase)][1] / r[("greenstalk", phase)][1] for r in reps)
+    faster = sum(x >= 1 for x in ops)
+    leaner = sum(x <= 1 for x in cpu)
+    n = len(reps)
+    return (
+        f"- {phase}: ops/s {statistics.median(ops):.3f}× (reps {ops[0]:.3f} to {ops[-1]:.3f}; "  # noqa: RUF001
+        f"at least 1.0× in {faster} of {n}); CPU per op {statistics.median(cpu):.3f}× "  # noqa: RUF001
+        f"({cpu[0]:.3f} to {cpu[-1]:.3f}; no higher in {leaner} of {n})"
+    )
 
 
 if __name__ == "__main__":

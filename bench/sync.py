@@ -13,11 +13,12 @@ one recv per command, ``raw-pipelined`` writes ``--batch`` commands in one senda
 then reads their replies, counting lines. Reported: ops/s (wall), client CPU µs per op
 (``time.process_time``), and ratios of ops/s to greenstalk and to the raw baseline of
 the same kind. Median of ``--reps`` runs; clients interleaved within each run.
-For the sequential phases, the ratios of beanproto_sync to greenstalk are also
-given rep by rep (their spread, and in how many reps beanproto_sync was ahead):
-the machine's speed drifts between reps more than the clients differ.
+The sequential phases run in turns of ``--block`` jobs (clients alternating
+block by block, so the machine's drift during a phase falls on all alike), and
+their ratios of beanproto_sync to greenstalk are also given rep by rep: their
+spread, and in how many reps beanproto_sync was ahead.
 
-    python bench/sync.py [--jobs 20000] [--body 100] [--reps 5]
+    python bench/sync.py [--jobs 20000] [--body 100] [--reps 5] [--block 1000]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -154,53 +156,74 @@ def gs_consume(c: Any, body: bytes, n: int) -> None:
         delete(reserve(timeout=0))
 
 
-def run_rep(addr: tuple[str, int], body: bytes, n: int, batch: int, rep: int) -> dict[str, Any]:
-    """One rep: every (client, phase) once, clients in rotated order."""
+def run_rep(
+    addr: tuple[str, int], body: bytes, n: int, batch: int, block: int, rep: int
+) -> dict[tuple[str, str], tuple[float, float]]:
+    """One rep: every (client, phase) once, clients in rotated order.
+
+    The sequential phases run in blocks of ``block`` jobs, the clients taking
+    turns block by block (``block=0``: each client's ``n`` jobs in one go), so
+    that the machine's drift over a phase falls on every client alike."""
     import greenstalk
 
     results: dict[tuple[str, str], tuple[float, float]] = {}
 
     def timed(key: tuple[str, str], fn: Callable[[], Any]) -> Any:
-        gc.collect()
         w0, c0 = time.perf_counter(), time.process_time()
         out = fn()
         w1, c1 = time.perf_counter(), time.process_time()
-        results[key] = (w1 - w0, c1 - c0)
+        wall, cpu = results.get(key, (0.0, 0.0))
+        results[key] = (wall + w1 - w0, cpu + c1 - c0)
         return out
 
-    def greenstalk_run() -> None:
-        tube = "bench-" + uuid.uuid4().hex[:8]
-        c = greenstalk.Client(addr, encoding=None, use=tube, watch=tube)
-        try:
-            timed(("greenstalk", "put"), lambda: gs_put(c, body, n))
-            timed(("greenstalk", "reserve+delete"), lambda: gs_consume(c, body, n))
-        finally:
-            c.close()
+    def tube() -> str:
+        return "bench-" + uuid.uuid4().hex[:8]
 
-    def raw_run() -> None:
-        tube = "bench-" + uuid.uuid4().hex[:8]
-        sock = _raw_connect(addr, tube)
-        try:
-            timed(("raw", "put"), lambda: raw_put(sock, body, n))
-            timed(("raw", "reserve+delete"), lambda: raw_consume(sock, body, n))
-            ids = timed(("raw", "put pipelined"), lambda: raw_put_pipelined(sock, body, n, batch))
-            timed(("raw", "delete pipelined"), lambda: raw_delete_pipelined(sock, ids, batch))
-        finally:
-            sock.close()
+    t = tube()
+    gs = greenstalk.Client(addr, encoding=None, use=t, watch=t)
+    raw = _raw_connect(addr, tube())
+    t = tube()
+    bp = Client(addr, use=t, watch=t)
+    try:
+        sequential: dict[str, dict[str, Callable[[int], Any]]] = {
+            "greenstalk": {
+                "put": lambda k: gs_put(gs, body, k),
+                "reserve+delete": lambda k: gs_consume(gs, body, k),
+            },
+            "raw": {
+                "put": lambda k: raw_put(raw, body, k),
+                "reserve+delete": lambda k: raw_consume(raw, body, k),
+            },
+            "beanproto_sync": {
+                "put": lambda k: bp_put(bp, body, k),
+                "reserve+delete": lambda k: bp_consume(bp, body, k),
+            },
+        }
+        names = list(sequential)
+        names = names[rep % 3 :] + names[: rep % 3]
+        sizes = [block] * (n // block) + ([n % block] if n % block else []) if block else [n]
+        for phase in ("put", "reserve+delete"):
+            gc.collect()
+            for i, size in enumerate(sizes):
+                for name in names[i % 3 :] + names[: i % 3]:
+                    timed((name, phase), partial(sequential[name][phase], size))
 
-    def beanproto_run() -> None:
-        tube = "bench-" + uuid.uuid4().hex[:8]
-        with Client(addr, use=tube, watch=tube) as c:
-            timed(("beanproto_sync", "put"), lambda: bp_put(c, body, n))
-            timed(("beanproto_sync", "reserve+delete"), lambda: bp_consume(c, body, n))
-            ids = timed(("beanproto_sync", "put pipelined"), lambda: c.put_many([body] * n))
-            timed(("beanproto_sync", "delete pipelined"), lambda: c.delete_many(ids))
-            assert c.stats_tube(tube).current_jobs_ready == 0
+        def raw_pipelined() -> None:
+            ids = timed(("raw", "put pipelined"), lambda: raw_put_pipelined(raw, body, n, batch))
+            timed(("raw", "delete pipelined"), lambda: raw_delete_pipelined(raw, ids, batch))
 
-    runs = [greenstalk_run, raw_run, beanproto_run]
-    k = rep % len(runs)
-    for run in runs[k:] + runs[:k]:
-        run()
+        def bp_pipelined() -> None:
+            ids = timed(("beanproto_sync", "put pipelined"), lambda: bp.put_many([body] * n))
+            timed(("beanproto_sync", "delete pipelined"), lambda: bp.delete_many(ids))
+
+        for run in (raw_pipelined, bp_pipelined)[:: 1 if rep % 2 else -1]:
+            gc.collect()
+            run()
+        assert bp.stats_tube(t).current_jobs_ready == 0
+    finally:
+        gs.close()
+        raw.close()
+        bp.close()
     return results
 
 
@@ -210,11 +233,17 @@ def main() -> None:
     parser.add_argument("--body", type=int, default=100)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=5000, help="raw pipelined batch size")
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=1000,
+        help="jobs per turn in the sequential phases (0: each client's jobs in one go)",
+    )
     args = parser.parse_args()
     body = b"x" * (args.body - 2) + b"\r\n"
     proc, addr = start_server()
     try:
-        reps = [run_rep(addr, body, args.jobs, args.batch, r) for r in range(args.reps)]
+        reps = [run_rep(addr, body, args.jobs, args.batch, args.block, r) for r in range(args.reps)]
     finally:
         os.kill(proc.pid, 15)
         proc.wait(5)
@@ -227,7 +256,8 @@ def main() -> None:
         )
     print(
         f"{n} jobs of {args.body} bytes, median of {args.reps} reps, "
-        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n"
+        + (f"sequential phases in turns of {args.block} jobs, " if args.block else "")
+        + f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n"
     )
     print("| phase | client | ops/s | CPU µs/op | × greenstalk | × raw |")  # noqa: RUF001
     print("|---|---|---:|---:|---:|---:|")

@@ -615,6 +615,20 @@ class Connection:
             pending.clear()
         return event
 
+    def _read_inserted(self, data: bytes) -> int | None:
+        """:meth:`_read_lone` for a put whose adapter wants only the job's id:
+        if ``data`` is exactly ``INSERTED <id>\\r\\n``, consume it and return
+        the id (the :class:`Inserted` event's, without building it). Otherwise
+        None, and nothing changed: every other reply to a put (``BURIED``,
+        ``JOB_TOO_BIG``, ...) takes :meth:`receive_data`."""
+        assert type(self._pending[0]) is Put
+        if type(data) is bytes:
+            m = _WHOLE_INSERTED(data)
+            if m is not None:
+                self._pending.clear()
+                return int(m[1])
+        return None
+
     def _sent(self, command: Command) -> None:
         """:meth:`send` for an adapter that has the command's bytes already, so
         it can build the command after writing them (a put: ``check_put``,

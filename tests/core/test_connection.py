@@ -1601,6 +1601,36 @@ def test_work_is_linear_for_a_big_body() -> None:
     assert event == bp.Reserved(1, body)
 
 
+_PUT_REPLIES = [data for cmd, data, _, _ in FAST_EDGES if type(cmd) is bp.Put] + [
+    b"INSERTED 12\r\n",
+    b"INSERTED 12\r",
+    b"INSERTED \r\n",
+    b"BURIED 12\r\n",
+    b"JOB_TOO_BIG\r\n",
+    b"DRAINING\r\n",
+    b"EXPECTED_CRLF\r\n",
+    b"",
+]
+
+
+@given(st.one_of(st.sampled_from(_PUT_REPLIES), st.binary(max_size=40)), st.booleans())
+def test_read_inserted_is_read_lone_for_the_id(data: bytes, mutable: bool) -> None:
+    # The sync client's put reads its usual reply straight to the id: the same
+    # replies as _read_lone, and anything else left as it was.
+    arg: Any = bytearray(data) if mutable else data
+    by_event = bp.Connection()
+    by_id = bp.Connection()
+    for conn in (by_event, by_id):
+        conn.send(bp.Put(b"x"))
+        assert conn._lone()
+    event = by_event._read_lone(arg)
+    new_id = by_id._read_inserted(arg)
+    assert new_id == (None if event is None else event.id)  # type: ignore[attr-defined]
+    assert by_id.pending == by_event.pending
+    assert by_id.pending == (() if new_id is not None else (bp.Put(b"x"),))
+    assert by_id.buffered == 0 and by_id.next_event() is bp.NEED_DATA
+
+
 def test_sent_records_as_send_does() -> None:
     from beanproto._commands import check_put, checked_put, put_bytes
 

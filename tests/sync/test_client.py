@@ -353,6 +353,30 @@ def test_keyboard_interrupt_during_reserve(fresh_server: Callable[..., Server], 
     _frozen_server_test(srv, tube, interrupt)
 
 
+def test_interrupt_between_a_commands_write_and_its_record(
+    server: Server, tube: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every command is written before the core records it (Connection._sent):
+    # an interrupt in between breaks the connection, and a job the server
+    # reserved for the unrecorded reserve goes back to ready when it closes.
+    with Client(server.address, use=tube, watch=tube, timeout=5) as c:
+        job_id = c.put(b"held", priority=7)
+
+        def interrupted(self: bp.Connection, command: bp.Command) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(bp.Connection, "_sent", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            c.reserve(timeout=0)
+        monkeypatch.undo()
+        with pytest.raises(bp.BrokenConnectionError):  # not ConcurrentUseError
+            c.stats()
+    with Client(server.address, watch=tube, timeout=5) as other:
+        job = other.reserve(timeout=5)
+        assert (job.id, job.body) == (job_id, b"held")
+        assert other.stats_job(job).pri == 7
+
+
 def test_interrupt_between_a_puts_write_and_its_record(
     server: Server, tube: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

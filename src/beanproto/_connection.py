@@ -631,9 +631,9 @@ class Connection:
 
     def _sent(self, command: Command) -> None:
         """:meth:`send` for an adapter that has the command's bytes already, so
-        it can build the command after writing them (a put: ``check_put``,
-        ``put_bytes``, write, then ``checked_put``), as long as it sends nothing
-        else in between. The bytes must be ``command._encode()``. Raises
+        it can record the command after writing them, or even build it then (a
+        put: ``put_wire``, write, then ``checked_put``), as long as it sends
+        nothing else in between. The bytes must be ``command._encode()``. Raises
         :class:`LocalProtocolError` as :meth:`send` does (if the bytes are out,
         the adapter then breaks the connection)."""
         if self._state is not _OPEN:

@@ -26,6 +26,7 @@ from ._commands import (
     ReserveWithTimeout,
     Use,
     Watch,
+    check_put,
     slot_setter,
 )
 from ._errors import BodyDecodeError, CommandError, InvalidArgument
@@ -37,6 +38,7 @@ __all__ = [
     "batch_outcomes",
     "job_from_event",
     "job_id",
+    "put_body",
     "reserve_command",
     "set_tcp_options",
     "setup_commands",
@@ -92,6 +94,15 @@ def setup_commands(use: str | None, watch: str | Iterable[str] | None) -> list[C
 
 _RESERVE: Final = Reserve()
 _POLL: Final = ReserveWithTimeout(0)
+
+
+def put_body(body: object, encoding: str | None, priority: int, delay: int, ttr: int) -> bytes:
+    """A put's body as ``bytes``, for one that is not already: a ``str`` encoded
+    with the client's ``encoding``, another bytes-like copied; else the errors
+    of :func:`check_put` (a ``str`` without an encoding is a ``TypeError``)."""
+    if type(body) is str and encoding is not None:
+        return body.encode(encoding)
+    return check_put(body, priority, delay, ttr)
 
 
 def reserve_command(timeout: float | None) -> Reserve | ReserveWithTimeout:

@@ -123,11 +123,12 @@ from beanproto import (
     error_for_event,
 )
 from beanproto import Buried as BuriedEvent
-from beanproto._commands import check_put, checked_put, put_wire
+from beanproto._commands import checked_put, put_wire
 from beanproto._support import (
     batch_outcomes,
     job_from_event,
     job_id,
+    put_body,
     reserve_command,
     set_tcp_options,
     setup_commands,
@@ -659,10 +660,7 @@ class Client(Generic[BodyT]):
         reply is dropped) and the client stays in sync.
         """
         if type(body) is not bytes:
-            if type(body) is str and self._encoding is not None:
-                body = body.encode(self._encoding)
-            else:
-                body = check_put(body, priority, delay, ttr)
+            body = put_body(body, self._encoding, priority, delay, ttr)
         data = put_wire(body, priority, delay, ttr)  # raises before anything is sent
         event = await self._request(None, _PLAIN, data, body, priority, delay, ttr)
         if type(event) is Inserted:

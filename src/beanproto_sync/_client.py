@@ -84,11 +84,12 @@ from beanproto import (
     error_for_event,
 )
 from beanproto import Buried as BuriedEvent
-from beanproto._commands import check_put, checked_put, put_wire
+from beanproto._commands import checked_put, put_wire
 from beanproto._support import (
     batch_outcomes,
     job_from_event,
     job_id,
+    put_body,
     reserve_command,
     set_tcp_options,
     setup_commands,
@@ -458,10 +459,7 @@ class Client(Generic[BodyT]):
         raises ``TypeError``.
         """
         if type(body) is not bytes:
-            if type(body) is str and self._encoding is not None:
-                body = body.encode(self._encoding)
-            else:
-                body = check_put(body, priority, delay, ttr)
+            body = put_body(body, self._encoding, priority, delay, ttr)
         data = put_wire(body, priority, delay, ttr)  # raises before anything is sent
         # _request's round trip, for the call producers make most. A sequential
         # round trip's wall time is the server's time plus the client's between

@@ -89,8 +89,8 @@ longest command line it accepts."""
 _TUBE_NAME = re.compile(r"[A-Za-z0-9+/;.$_()][A-Za-z0-9+/;.$_()\-]{0,199}")
 # Most jobs are put with the defaults, and formatting their three numbers is
 # about a third of encoding a put: that line is formatted once, here.
-_NO_DELAY: Final = 0
 _DEFAULT_PUT: Final = b"put %d 0 %d %%d\r\n%%b\r\n" % (DEFAULT_PRIORITY, DEFAULT_TTR)
+_NO_DELAY: Final = 0  # the default delay, the object put_wire knows it by
 
 
 def check_tube(tube: object) -> str:
@@ -219,8 +219,8 @@ def put_bytes(body: bytes, priority: int, delay: int, ttr: int) -> bytes:
 def put_wire(body: bytes, priority: int, delay: int, ttr: int) -> bytes:
     """:func:`check_put`, then :func:`put_bytes`, in one call: the wire bytes of
     ``Put(body, priority, delay, ttr)``, or the errors ``Put()`` raises. The body
-    must be ``bytes`` already (an adapter converts others with :func:`check_put`,
-    as it needs the converted body for :func:`checked_put`)."""
+    must be ``bytes`` already (an adapter converts others first, as it needs the
+    converted body for :func:`checked_put`: ``beanproto._support.put_body``)."""
     # An adapter's put() hands its default arguments on unchanged: these very
     # objects, known by identity, so there is no number to check or to format.
     if priority is DEFAULT_PRIORITY and delay is _NO_DELAY and ttr is DEFAULT_TTR:

@@ -478,9 +478,7 @@ class Client(Generic[BodyT]):
             sock = self._sock
             conn = self._conn
             sock.sendall(data)
-            # The core is open whenever _broken is None (every way it stops
-            # being open sets _broken), so _sent does not refuse what went out.
-            conn._sent(checked_put(body, priority, delay, ttr))
+            conn._sent(checked_put(body, priority, delay, ttr))  # never refuses: see _request
             lone = conn._lone()
             timeout = self._timeout
             deadline = None if timeout is None else time.monotonic() + timeout

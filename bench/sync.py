@@ -24,6 +24,7 @@ spread, and in how many reps beanproto_sync was ahead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import socket
@@ -179,12 +180,14 @@ def run_rep(
     def tube() -> str:
         return "bench-" + uuid.uuid4().hex[:8]
 
-    t = tube()
-    gs = greenstalk.Client(addr, encoding=None, use=t, watch=t)
-    raw = _raw_connect(addr, tube())
-    t = tube()
-    bp = Client(addr, use=t, watch=t)
-    try:
+    with contextlib.ExitStack() as stack:  # the connections opened are closed, whatever happens
+        t = tube()
+        gs = greenstalk.Client(addr, encoding=None, use=t, watch=t)
+        stack.callback(gs.close)
+        raw = _raw_connect(addr, tube())
+        stack.callback(raw.close)
+        t = tube()
+        bp = stack.enter_context(Client(addr, use=t, watch=t))
         sequential: dict[str, dict[str, Callable[[int], Any]]] = {
             "greenstalk": {
                 "put": lambda k: gs_put(gs, body, k),
@@ -220,10 +223,6 @@ def run_rep(
             gc.collect()
             run()
         assert bp.stats_tube(t).current_jobs_ready == 0
-    finally:
-        gs.close()
-        raw.close()
-        bp.close()
     return results
 
 

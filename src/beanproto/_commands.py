@@ -218,12 +218,18 @@ def put_bytes(body: bytes, priority: int, delay: int, ttr: int) -> bytes:
 
 def put_wire(body: bytes, priority: int, delay: int, ttr: int) -> bytes:
     """:func:`check_put`, then :func:`put_bytes`, in one call: the wire bytes of
-    ``Put(body, priority, delay, ttr)``, or the errors ``Put()`` raises. The body
-    must be ``bytes`` already (an adapter converts others first, as it needs the
-    converted body for :func:`checked_put`: ``beanproto._support.put_body``)."""
+    ``Put(body, priority, delay, ttr)``, or the errors ``Put()`` raises. An
+    adapter still converts a body that is not ``bytes`` first, as it needs the
+    converted body for :func:`checked_put` (``beanproto._support.put_body``)."""
     # An adapter's put() hands its default arguments on unchanged: these very
     # objects, known by identity, so there is no number to check or to format.
-    if priority is DEFAULT_PRIORITY and delay is _NO_DELAY and ttr is DEFAULT_TTR:
+    # (A body of another type could have a len() that is not its size in bytes.)
+    if (
+        type(body) is bytes
+        and priority is DEFAULT_PRIORITY
+        and delay is _NO_DELAY
+        and ttr is DEFAULT_TTR
+    ):
         return _DEFAULT_PUT % (len(body), body)
     return put_bytes(check_put(body, priority, delay, ttr), priority, delay, ttr)
 

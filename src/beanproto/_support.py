@@ -98,8 +98,10 @@ _POLL: Final = ReserveWithTimeout(0)
 
 def put_body(body: object, encoding: str | None, priority: int, delay: int, ttr: int) -> bytes:
     """A put's body as ``bytes``, for one that is not already: a ``str`` encoded
-    with the client's ``encoding``, another bytes-like copied; else the errors
-    of :func:`check_put` (a ``str`` without an encoding is a ``TypeError``)."""
+    with the client's ``encoding`` (``UnicodeEncodeError`` if it cannot be),
+    another bytes-like copied. Anything else raises as :func:`check_put` does,
+    which then also checks the numbers (a ``str`` without an encoding is a
+    ``TypeError``)."""
     if type(body) is str and encoding is not None:
         return body.encode(encoding)
     return check_put(body, priority, delay, ttr)

@@ -1,12 +1,17 @@
 """The blocking client: a thin driver of :class:`beanproto.Connection` over ``socket``.
 
-Theory of operation (httpcore over h11): every method builds a command, and one
-exchange loop hands it to the core, writes the bytes the core returns, and reads
-until the core has produced one event per command. The method then turns the
-event into its return value or raises the refusal (``error_for_event``).
+Theory of operation (httpcore over h11): every method builds a command, and an
+exchange loop writes its bytes, records it in the core, and reads until the core
+has produced one event per command. The method then turns the event into its
+return value or raises the refusal (``error_for_event``).
 
-Two loops share that shape. ``_request`` does one command: ``sendall``, then
-``recv`` until the reply is complete. ``_exchange`` does a pipelined batch
+Three loops share that shape. ``_request`` does one command: ``sendall`` of its
+bytes, then the core's record of it (``Connection._sent``) while the server
+answers, then ``recv`` until the reply is complete. ``put`` does the same for a
+put, building its command after the write and reading the usual reply straight
+to the job's id: it is the call producers make most, and a sequential round
+trip's wall time includes the client's work between a reply and the next write.
+``_exchange`` does a pipelined batch
 (``put_many``, ``delete_many``, the ``use``/``watch`` sent at connect time): the
 socket is made non-blocking while the batch is written in slices, and whatever
 replies have arrived are read between slices, so the server (which stops reading

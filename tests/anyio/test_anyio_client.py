@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import array
 import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -77,6 +78,19 @@ async def test_str_bodies_with_encoding(server: Server, tube: str) -> None:
         await c.delete(job)
         assert len(await c.put_many(["a", "b"])) == 2
         assert (await c.peek_ready()).body == "a"
+
+
+async def test_bytes_like_bodies_are_sent_as_their_bytes(server: Server, tube: str) -> None:
+    # Sized in bytes, not by len(): a buffer of 4-byte items must not desync the server.
+    wide = array.array("i", [1, 2, 3])
+    bodies: list[Any] = [bytearray(b"a\r\nb"), memoryview(b"xyz")[1:], memoryview(wide)]
+    async with connect(server.address, use=tube, watch=tube) as c:
+        with pytest.raises(TypeError, match="bytes-like"):
+            await c.put(wide)  # not a bytes-like for Put either: sends nothing
+        for body in bodies:  # the defaults' fast path, and the checked one
+            for job_id in (await c.put(body), await c.put(body, priority=5)):
+                assert (await c.peek(job_id)).body == bytes(body)
+                await c.delete(job_id)
 
 
 async def test_str_body_without_encoding_is_a_type_error(client: Client[bytes]) -> None:

@@ -494,6 +494,11 @@ _put_bodies = st.one_of(
 
 @given(_put_bodies, _put_ints, _put_ints, _put_ints)
 @example(b"x", bp.DEFAULT_PRIORITY, 0, bp.DEFAULT_TTR)
+@example(b"x", bp.DEFAULT_PRIORITY, False, bp.DEFAULT_TTR)  # equal to the defaults,
+@example(b"x", float(bp.DEFAULT_PRIORITY), 0, bp.DEFAULT_TTR)  # and refused all the same
+@example(b"x", bp.DEFAULT_PRIORITY, 0, float(bp.DEFAULT_TTR))
+@example(bytearray(b"x"), bp.DEFAULT_PRIORITY, 0, bp.DEFAULT_TTR)
+@example(memoryview(array.array("i", [1, 2])), bp.DEFAULT_PRIORITY, 0, bp.DEFAULT_TTR)
 @example(b"x", True, 0, 60)
 @example("text", 1, 2, 3)
 def test_put_in_parts_is_put(body: Any, priority: Any, delay: Any, ttr: Any) -> None:
@@ -505,10 +510,9 @@ def test_put_in_parts_is_put(body: Any, priority: Any, delay: Any, ttr: Any) -> 
         with pytest.raises(type(exc)) as info:
             check_put(body, priority, delay, ttr)
         assert str(info.value) == str(exc)
-        if type(body) is bytes:  # put_wire's bodies are bytes (adapters convert first)
-            with pytest.raises(type(exc)) as info:
-                put_wire(body, priority, delay, ttr)
-            assert str(info.value) == str(exc)
+        with pytest.raises(type(exc)) as info:
+            put_wire(body, priority, delay, ttr)
+        assert str(info.value) == str(exc)
         return
     checked = check_put(body, priority, delay, ttr)
     assert type(checked) is bytes
@@ -516,16 +520,31 @@ def test_put_in_parts_is_put(body: Any, priority: Any, delay: Any, ttr: Any) -> 
     assert put == expected and type(put) is bp.Put
     assert put_bytes(checked, priority, delay, ttr) == expected._encode()
     assert put_wire(checked, priority, delay, ttr) == expected._encode()
+    assert put_wire(body, priority, delay, ttr) == expected._encode()  # any body Put takes
 
 
 def test_put_wire_knows_the_defaults_by_identity() -> None:
     # The default arguments an adapter passes on are these very objects and take
-    # the preformatted line; equal numbers that are other objects are checked and
-    # formatted, to the same bytes.
+    # the preformatted line. An equal priority that is another object (0 and 60
+    # are cached by CPython: the same objects) is checked and formatted, to the
+    # same bytes; equal values of other types are refused, as Put() refuses them.
     from beanproto._commands import put_wire
 
     fast = put_wire(b"job\r\n", bp.DEFAULT_PRIORITY, 0, bp.DEFAULT_TTR)
-    same = put_wire(b"job\r\n", int(str(bp.DEFAULT_PRIORITY)), int("0"), int(str(bp.DEFAULT_TTR)))
+    same = put_wire(b"job\r\n", int(str(bp.DEFAULT_PRIORITY)), 0, bp.DEFAULT_TTR)
     assert fast == same == b"put 65536 0 60 5\r\njob\r\n\r\n"
+    for priority, delay, ttr in [
+        (float(bp.DEFAULT_PRIORITY), 0, bp.DEFAULT_TTR),
+        (bp.DEFAULT_PRIORITY, False, bp.DEFAULT_TTR),
+        (bp.DEFAULT_PRIORITY, 0.0, bp.DEFAULT_TTR),
+        (bp.DEFAULT_PRIORITY, 0, float(bp.DEFAULT_TTR)),
+    ]:
+        with pytest.raises(TypeError):
+            put_wire(b"job", priority, delay, ttr)  # type: ignore[arg-type]
     with pytest.raises(bp.InvalidArgument):
         put_wire(b"job", bp.DEFAULT_PRIORITY, -1, bp.DEFAULT_TTR)
+    # A body that is not bytes is sized in bytes, not in its len() (4-byte items).
+    wide = memoryview(array.array("i", [1, 2]))
+    assert put_wire(wide, bp.DEFAULT_PRIORITY, 0, bp.DEFAULT_TTR).startswith(  # type: ignore[arg-type]
+        b"put 65536 0 60 %d\r\n" % wide.nbytes
+    )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import array
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -60,6 +62,23 @@ def test_str_bodies_with_encoding(server: Server, tube: str) -> None:
         assert job.body == "raw"
         c.delete(job)
         assert c.put_many(["a", "b"]) != []
+
+
+@pytest.mark.parametrize("encoding", [None, "utf-8"])
+def test_bytes_like_bodies_are_sent_as_their_bytes(
+    server: Server, tube: str, encoding: str | None
+) -> None:
+    # Sized in bytes, not by len(): a buffer of 4-byte items must not desync the server.
+    wide = array.array("i", [1, 2, 3])
+    bodies: list[Any] = [bytearray(b"a\r\nb"), memoryview(b"xyz")[1:], memoryview(wide)]
+    with Client(server.address, encoding=encoding, use=tube, watch=tube, timeout=10) as c:
+        with pytest.raises(TypeError, match="bytes-like"):
+            c.put(wide)  # not a bytes-like for Put either: sends nothing
+        for body in bodies:  # the defaults' fast path, and the checked one
+            for job_id in (c.put(body), c.put(body, priority=5)):
+                expected = bytes(body)
+                assert c.peek(job_id).body == (expected if encoding is None else expected.decode())
+                c.delete(job_id)
 
 
 def test_str_body_without_encoding_is_a_type_error(client: Client[bytes]) -> None:

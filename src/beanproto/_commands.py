@@ -113,8 +113,11 @@ def check_tube(tube: object) -> str:
 def _check_int(what: str, value: object, maximum: int) -> None:
     if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)):
         raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-    if not 0 <= value <= maximum:
-        raise InvalidArgument(f"{what} must be between 0 and {maximum}, got {value}")
+    # An int subclass (an IntEnum, say) may override its comparisons; "%d"
+    # formats the int it holds, so that is what is checked.
+    number = value if type(value) is int else int.__index__(value)
+    if not 0 <= number <= maximum:
+        raise InvalidArgument(f"{what} must be between 0 and {maximum}, got {number}")
 
 
 def _encode_line(line: bytes) -> bytes:
@@ -211,7 +214,9 @@ def check_put(body: object, priority: object, delay: object, ttr: object) -> byt
 def put_bytes(body: bytes, priority: int, delay: int, ttr: int) -> bytes:
     """The wire bytes of ``Put(body, priority, delay, ttr)``, for arguments that
     passed :func:`check_put`."""
-    if priority == DEFAULT_PRIORITY and delay == 0 and ttr == DEFAULT_TTR:
+    # The defaults known by identity (see put_wire): an int subclass could say
+    # it equals them, and "%d" would then not be what was asked for.
+    if priority is DEFAULT_PRIORITY and delay is _NO_DELAY and ttr is DEFAULT_TTR:
         return _DEFAULT_PUT % (len(body), body)
     return b"put %d %d %d %d\r\n%b\r\n" % (priority, delay, ttr, len(body), body)
 

@@ -476,6 +476,34 @@ def test_out_of_range_ints_refused(data: st.DataObject) -> None:
     assert parse(bp.Connection().send(ctor(inside))) == ctor(inside)
 
 
+class _Liar(int):
+    """An int that says it equals, and is within, anything."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __le__(self, other: object) -> bool:
+        return True
+
+    def __ge__(self, other: object) -> bool:
+        return True
+
+    __hash__ = int.__hash__
+
+
+@given(st.data())
+def test_int_subclasses_are_checked_and_written_as_the_int_they_hold(
+    data: st.DataObject,
+) -> None:
+    # "%d" writes the int a subclass holds, whatever its comparisons say: that
+    # int is what is range-checked, and no shortcut trusts its __eq__.
+    _, ctor, maximum = data.draw(st.sampled_from(INT_FIELDS))
+    with pytest.raises(bp.InvalidArgument):
+        ctor(_Liar(data.draw(_outside(maximum))))
+    inside = data.draw(st.integers(0, maximum))
+    assert bp.Connection().send(ctor(_Liar(inside))) == bp.Connection().send(ctor(inside))
+
+
 # The put an adapter writes before building its command (check_put, put_bytes,
 # checked_put): the same checks, the same bytes and the same command as Put().
 _put_ints = st.one_of(

@@ -192,8 +192,9 @@ class Put(Command):
 
 def check_put(body: object, priority: object, delay: object, ttr: object) -> bytes:
     """The checks of :class:`Put`: the body as ``bytes``, or ``TypeError`` /
-    :class:`InvalidArgument`. With :func:`put_bytes` and :func:`checked_put`, an
-    adapter can write a put before building its command (see ``Connection._sent``)."""
+    :class:`InvalidArgument`. With :func:`put_wire` (or :func:`put_bytes`) and
+    :func:`checked_put`, an adapter can write a put before building its command
+    (see ``Connection._sent``)."""
     if type(body) is not bytes:
         body = _as_body(body)
     # The common case is one chained expression; the messages come from _check_int.

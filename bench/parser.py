@@ -7,7 +7,7 @@ for the baseline (bytes + offset + ``find`` + ``int()``, one tuple per reply,
 no validation), with their ratio. Median of ``--reps`` runs, interleaved.
 
 A third row, ``typed floor``, is the baseline's own loop building beanproto's
-frozen event classes (the cheapest way: through their slots) and handing them
+frozen event classes (through their constructors) and handing them
 out one call at a time, as ``next_event`` does. It checks nothing either, so it
 shows what typed events and the pull API cost by themselves; the gap between it
 and beanproto is the price of validating and matching every reply.
@@ -68,12 +68,6 @@ class BaselineParser:
         return out
 
 
-_new = object.__new__
-_set_reserved_id = bp.Reserved.id.__set__  # type: ignore[attr-defined]
-_set_reserved_body = bp.Reserved.body.__set__  # type: ignore[attr-defined]
-_set_inserted_id = bp.Inserted.id.__set__  # type: ignore[attr-defined]
-
-
 class TypedFloorParser:
     """The baseline's loop, producing beanproto's events through a pull method."""
 
@@ -97,14 +91,11 @@ class TypedFloorParser:
                 end = start + int(nb)
                 if end + 2 > n:
                     break
-                event = _new(bp.Reserved)
-                _set_reserved_id(event, int(jid))
-                _set_reserved_body(event, buf[start:end])
+                event = bp.Reserved(int(jid), buf[start:end])
                 pos = end + 2
             else:
                 rest = buf[pos:i].partition(b" ")[2]
-                event = _new(bp.Inserted)
-                _set_inserted_id(event, int(rest))
+                event = bp.Inserted(int(rest))
                 pos = i + 2
             append(event)
         self.buf, self.pos = buf, pos
@@ -139,6 +130,14 @@ def beanproto_parse(
             count += 1
             total += event.id  # type: ignore[union-attr]
     return count, total
+
+
+def core_kind() -> str:
+    """Whether the core measured is the mypyc-compiled build or pure Python."""
+    from beanproto import _connection
+
+    compiled = _connection.__file__.endswith((".so", ".pyd"))
+    return "mypyc-compiled" if compiled else "pure Python"
 
 
 def chunked(stream: bytes, size: int) -> list[bytes]:
@@ -176,6 +175,7 @@ def main() -> None:
         ),
     }
     print(f"## Parser: {a.frames} frames per stream, {a.chunk} B chunks, median of {a.reps}\n")
+    print(f"core: {core_kind()}\n")
     print("| stream | parser | events/s | ns/event | x baseline |")
     print("|---|---|--:|--:|--:|")
     for name, (stream, make) in streams.items():

@@ -9,23 +9,20 @@ portable range; older servers read the value as a signed int). Numbers are
 written as plain unsigned decimal, which every version parses the same way.
 ``bool`` is refused where an ``int`` is expected (``True`` is never meant as
 priority 1), and bodies must be bytes-like: text needs an explicit encoding,
-which is the adapters' business. ``_encode`` writes the bytes; with valid
-arguments no line can exceed the server's 224-byte line buffer, and
-``_encode_line`` asserts it anyway because a 225-byte line makes the server
-swallow the next command.
+which is the adapters' business. Every command is a plain frozen dataclass
+that checks its fields in ``__post_init__``; ``_encode`` writes its bytes
+(``Connection.send`` calls it). With valid arguments no line can exceed the
+server's 224-byte line buffer, and ``_encode_line`` asserts it anyway because a
+225-byte line makes the server swallow the next command.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, TypeAlias
+from typing import ClassVar, Final, TypeAlias
 
 from ._errors import InvalidArgument
-
-if TYPE_CHECKING:
-    from ._events import Event
 
 __all__ = [
     "DEFAULT_PRIORITY",
@@ -62,12 +59,7 @@ __all__ = [
     "Touch",
     "Use",
     "Watch",
-    "check_put",
     "check_tube",
-    "checked_put",
-    "put_bytes",
-    "put_wire",
-    "slot_setter",
 ]
 
 DEFAULT_PRIORITY: Final = 2**16
@@ -87,10 +79,6 @@ MAX_LINE_SIZE: Final = 224
 longest command line it accepts."""
 
 _TUBE_NAME = re.compile(r"[A-Za-z0-9+/;.$_()][A-Za-z0-9+/;.$_()\-]{0,199}")
-# Most jobs are put with the defaults, and formatting their three numbers is
-# about a third of encoding a put: that line is formatted once, here.
-_DEFAULT_PUT: Final = b"put %d 0 %d %%d\r\n%%b\r\n" % (DEFAULT_PRIORITY, DEFAULT_TTR)
-_NO_DELAY: Final = 0  # the default delay, the object put_wire knows it by
 
 
 def check_tube(tube: object) -> str:
@@ -99,7 +87,7 @@ def check_tube(tube: object) -> str:
     Raises ``TypeError`` for a non-``str`` and :class:`InvalidArgument` for a
     name the server would refuse (or that could smuggle another command).
     """
-    if type(tube) is not str and not isinstance(tube, str):
+    if not isinstance(tube, str):
         raise TypeError(f"a tube name must be a str, not {type(tube).__name__}")
     if _TUBE_NAME.fullmatch(tube) is None:
         raise InvalidArgument(
@@ -111,11 +99,14 @@ def check_tube(tube: object) -> str:
 
 
 def _check_int(what: str, value: object, maximum: int) -> None:
-    if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)):
+    if type(value) is int:
+        number = value
+    elif isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{what} must be an int, not {type(value).__name__}")
-    # An int subclass (an IntEnum, say) may override its comparisons; "%d"
-    # formats the int it holds, so that is what is checked.
-    number = value if type(value) is int else int.__index__(value)
+    else:
+        # An int subclass (an IntEnum, say) may override its comparisons; "%d"
+        # formats the int it holds, so that is what is checked.
+        number = int.__index__(value)
     if not 0 <= number <= maximum:
         raise InvalidArgument(f"{what} must be between 0 and {maximum}, got {number}")
 
@@ -126,19 +117,6 @@ def _encode_line(line: bytes) -> bytes:
     return line + b"\r\n"
 
 
-class Matcher(Protocol):
-    """A compiled pattern's ``match``: the reader's one-step parse of a reply."""
-
-    def __call__(self, string: bytes, pos: int = 0, /) -> re.Match[bytes] | None: ...
-
-
-class Usual(Protocol):
-    """Reads a command's usual reply when that is all of ``buf[pos:]``: the event,
-    or None to leave the bytes to the general reader."""
-
-    def __call__(self, buf: bytes, pos: int, max_body_size: int, /) -> Event | None: ...
-
-
 class Command:
     """Base class of every command. Instances are immutable and already valid."""
 
@@ -146,24 +124,15 @@ class Command:
 
     #: The protocol's name of the command, e.g. ``"reserve-with-timeout"``.
     verb: ClassVar[str]
-    #: The replies this command may get (set by ``_connection`` from its table).
-    _replies: ClassVar[dict[bytes, Any]]
-    #: Matches this command's common reply in one step, or None (``_connection``).
-    _fast: ClassVar[Matcher | None] = None
-    #: Its common reply when that is always the same line: (line, event), or None.
-    _exact: ClassVar[tuple[bytes, Any] | None] = None
-    #: Reads its usual reply when that is all the bytes there are (``_connection``).
-    _usual: ClassVar[Usual | None] = None
-    #: ``send`` looks closer at it: ``quit``, or a reserve that may block.
-    _noted: ClassVar[bool] = False
 
     def _encode(self) -> bytes:
         raise NotImplementedError  # pragma: no cover
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@dataclass(frozen=True, slots=True)
 class Put(Command):
-    """``put``: insert a job into the used tube. ``body`` must be bytes-like."""
+    """``put``: insert a job into the used tube. ``body`` must be bytes-like (a
+    ``bytearray`` or ``memoryview`` is copied to ``bytes``)."""
 
     body: bytes
     priority: int = DEFAULT_PRIORITY
@@ -172,108 +141,30 @@ class Put(Command):
 
     verb: ClassVar[str] = "put"
 
-    def __init__(
-        self,
-        body: bytes,
-        priority: int = DEFAULT_PRIORITY,
-        delay: int = 0,
-        ttr: int = DEFAULT_TTR,
-    ) -> None:
-        # Written by hand (through the slots) because producers build one per job.
-        body = check_put(body, priority, delay, ttr)
-        _set_put_body(self, body)
-        _set_put_priority(self, priority)
-        _set_put_delay(self, delay)
-        _set_put_ttr(self, ttr)
+    def __post_init__(self) -> None:
+        body = self.body
+        if type(body) is not bytes:
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                hint = (
+                    " (encode text first, or give the client an encoding)"
+                    if isinstance(body, str)
+                    else ""
+                )
+                raise TypeError(f"a job body must be bytes-like, not {type(body).__name__}{hint}")
+            object.__setattr__(self, "body", bytes(body))
+        _check_int("priority", self.priority, MAX_U32)
+        _check_int("delay", self.delay, MAX_U32)
+        _check_int("ttr", self.ttr, MAX_U32)
 
     def _encode(self) -> bytes:
-        return put_bytes(self.body, self.priority, self.delay, self.ttr)
-
-
-def check_put(body: object, priority: object, delay: object, ttr: object) -> bytes:
-    """The checks of :class:`Put`: the body as ``bytes``, or ``TypeError`` /
-    :class:`InvalidArgument`. With :func:`put_wire` (or :func:`put_bytes`) and
-    :func:`checked_put`, an adapter can write a put before building its command
-    (see ``Connection._sent``)."""
-    if type(body) is not bytes:
-        body = _as_body(body)
-    # The common case is one chained expression; the messages come from _check_int.
-    if not (
-        type(priority) is int
-        and type(delay) is int
-        and type(ttr) is int
-        and 0 <= priority <= MAX_U32
-        and 0 <= delay <= MAX_U32
-        and 0 <= ttr <= MAX_U32
-    ):
-        _check_int("priority", priority, MAX_U32)
-        _check_int("delay", delay, MAX_U32)
-        _check_int("ttr", ttr, MAX_U32)
-    return body
-
-
-def put_bytes(body: bytes, priority: int, delay: int, ttr: int) -> bytes:
-    """The wire bytes of ``Put(body, priority, delay, ttr)``, for arguments that
-    passed :func:`check_put`."""
-    # The defaults known by identity (see put_wire): an int subclass could say
-    # it equals them, and "%d" would then not be what was asked for.
-    if priority is DEFAULT_PRIORITY and delay is _NO_DELAY and ttr is DEFAULT_TTR:
-        return _DEFAULT_PUT % (len(body), body)
-    return b"put %d %d %d %d\r\n%b\r\n" % (priority, delay, ttr, len(body), body)
-
-
-def put_wire(body: bytes, priority: int, delay: int, ttr: int) -> bytes:
-    """:func:`check_put`, then :func:`put_bytes`, in one call: the wire bytes of
-    ``Put(body, priority, delay, ttr)``, or the errors ``Put()`` raises. An
-    adapter still converts a body that is not ``bytes`` first, as it needs the
-    converted body for :func:`checked_put` (``beanproto._support.put_body``)."""
-    # An adapter's put() hands its default arguments on unchanged: these very
-    # objects, known by identity, so there is no number to check or to format.
-    # (A body of another type could have a len() that is not its size in bytes.)
-    if (
-        type(body) is bytes
-        and priority is DEFAULT_PRIORITY
-        and delay is _NO_DELAY
-        and ttr is DEFAULT_TTR
-    ):
-        return _DEFAULT_PUT % (len(body), body)
-    return put_bytes(check_put(body, priority, delay, ttr), priority, delay, ttr)
-
-
-def checked_put(body: bytes, priority: int, delay: int, ttr: int) -> Put:
-    """``Put(body, priority, delay, ttr)`` for arguments that passed :func:`check_put`,
-    without checking them again."""
-    put: Put = _new(Put)
-    _set_put_body(put, body)
-    _set_put_priority(put, priority)
-    _set_put_delay(put, delay)
-    _set_put_ttr(put, ttr)
-    return put
-
-
-def _as_body(body: object) -> bytes:
-    if not isinstance(body, (bytes, bytearray, memoryview)):
-        hint = (
-            " (encode text first, or give the client an encoding)" if isinstance(body, str) else ""
+        body = self.body
+        return b"put %d %d %d %d\r\n%b\r\n" % (
+            self.priority,
+            self.delay,
+            self.ttr,
+            len(body),
+            body,
         )
-        raise TypeError(f"a job body must be bytes-like, not {type(body).__name__}{hint}")
-    return bytes(body)
-
-
-def slot_setter(cls: type, field: str) -> Callable[[object, object], None]:
-    """Sets ``field`` of a frozen slotted dataclass directly through its slot.
-
-    For objects built once per job or per reply (``Put``, hot events, ``Job``):
-    it skips the frozen ``__init__``'s ``object.__setattr__`` calls."""
-    setter: Callable[[object, object], None] = getattr(cls, field).__set__
-    return setter
-
-
-_new = object.__new__
-_set_put_body = slot_setter(Put, "body")
-_set_put_priority = slot_setter(Put, "priority")
-_set_put_delay = slot_setter(Put, "delay")
-_set_put_ttr = slot_setter(Put, "ttr")
 
 
 class _TubeCommand(Command):
@@ -284,33 +175,26 @@ class _TubeCommand(Command):
         check_tube(self.tube)
 
     def _encode(self) -> bytes:
-        return _encode_line(b"%s %s" % (self.verb.encode(), self.tube.encode("ascii")))
+        # str.encode, not the method: a str subclass cannot write other bytes.
+        return _encode_line(b"%s %s" % (self.verb.encode(), str.encode(self.tube, "ascii")))
 
 
 class _IdCommand(Command):
     __slots__ = ()
     id: int
-    # Set for each subclass below: its slot's setter (see slot_setter), and its
-    # line as a template.
-    _set_id: ClassVar[Callable[[object, object], None]]
-    _line: ClassVar[bytes]
 
-    def __init__(self, id: int) -> None:
-        # By hand (the subclasses say init=False): workers build one per job.
-        if type(id) is not int or not 0 <= id <= MAX_U64:
-            _check_int("a job id", id, MAX_U64)
-        type(self)._set_id(self, id)
+    def __post_init__(self) -> None:
+        _check_int("a job id", self.id, MAX_U64)
 
     def _encode(self) -> bytes:
-        return self._line % self.id
+        return b"%s %d\r\n" % (self.verb.encode(), self.id)
 
 
 class _BareCommand(Command):
     __slots__ = ()
-    _line: ClassVar[bytes]  # set for each subclass below
 
     def _encode(self) -> bytes:
-        return self._line
+        return self.verb.encode() + b"\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,7 +213,6 @@ class Reserve(_BareCommand):
     """
 
     verb: ClassVar[str] = "reserve"
-    _noted: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +221,6 @@ class ReserveWithTimeout(Command):
 
     timeout: int
     verb: ClassVar[str] = "reserve-with-timeout"
-    _noted: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         _check_int("a reserve timeout", self.timeout, MAX_RESERVE_TIMEOUT)
@@ -347,7 +229,7 @@ class ReserveWithTimeout(Command):
         return b"reserve-with-timeout %d\r\n" % self.timeout
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@dataclass(frozen=True, slots=True)
 class ReserveJob(_IdCommand):
     """``reserve-job`` (beanstalkd 1.12+): reserve job ``id`` whatever its tube or state."""
 
@@ -355,7 +237,7 @@ class ReserveJob(_IdCommand):
     verb: ClassVar[str] = "reserve-job"
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@dataclass(frozen=True, slots=True)
 class Delete(_IdCommand):
     """``delete``: remove job ``id``."""
 
@@ -397,7 +279,7 @@ class Bury(Command):
         return b"bury %d %d\r\n" % (self.id, self.priority)
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@dataclass(frozen=True, slots=True)
 class Touch(_IdCommand):
     """``touch``: restart the TTR of a reserved job."""
 
@@ -421,7 +303,7 @@ class Ignore(_TubeCommand):
     verb: ClassVar[str] = "ignore"
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@dataclass(frozen=True, slots=True)
 class Peek(_IdCommand):
     """``peek``: look at job ``id`` in any tube and state."""
 
@@ -465,7 +347,7 @@ class Kick(Command):
         return b"kick %d\r\n" % self.bound
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@dataclass(frozen=True, slots=True)
 class KickJob(_IdCommand):
     """``kick-job``: move buried or delayed job ``id`` to ready."""
 
@@ -473,7 +355,7 @@ class KickJob(_IdCommand):
     verb: ClassVar[str] = "kick-job"
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@dataclass(frozen=True, slots=True)
 class StatsJob(_IdCommand):
     """``stats-job``: the statistics of job ``id``."""
 
@@ -530,7 +412,7 @@ class PauseTube(Command):
         _check_int("delay", self.delay, MAX_U32)
 
     def _encode(self) -> bytes:
-        return _encode_line(b"pause-tube %s %d" % (self.tube.encode("ascii"), self.delay))
+        return _encode_line(b"pause-tube %s %d" % (str.encode(self.tube, "ascii"), self.delay))
 
 
 @dataclass(frozen=True, slots=True)
@@ -538,27 +420,6 @@ class Quit(_BareCommand):
     """``quit``: the server closes the connection; it sends no reply."""
 
     verb: ClassVar[str] = "quit"
-    _noted: ClassVar[bool] = True
-
-
-# The verb of these lines is encoded once, not per command (that was half the
-# cost of a delete's _encode); and each dataclass(slots=True) class has its own
-# ``id`` slot, hence its own setter.
-for _kind in (ReserveJob, Delete, Touch, Peek, KickJob, StatsJob):
-    _kind._line = _kind.verb.encode() + b" %d\r\n"
-    _kind._set_id = slot_setter(_kind, "id")
-for _bare in (
-    Reserve,
-    PeekReady,
-    PeekDelayed,
-    PeekBuried,
-    Stats,
-    ListTubes,
-    ListTubeUsed,
-    ListTubesWatched,
-    Quit,
-):
-    _bare._line = _bare.verb.encode() + b"\r\n"
 
 
 AnyCommand: TypeAlias = (

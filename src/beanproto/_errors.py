@@ -11,6 +11,8 @@ place that turns such an event into the exception the adapters raise.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = [
     "BadFormatError",
     "BodyDecodeError",
@@ -71,7 +73,7 @@ class CommandError(Error):
     command succeeded, or that command's :class:`CommandError`.
     """
 
-    reply: str = ""
+    reply: ClassVar[str] = ""
     """The reply word the server sent, e.g. ``"NOT_FOUND"``."""
     outcomes: list[int | CommandError] | None = None
     """Per-command outcomes when raised by a pipelined batch (a job id, or that

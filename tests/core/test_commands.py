@@ -5,6 +5,7 @@ protocol notes, not from the encoder)."""
 from __future__ import annotations
 
 import array
+import enum
 import re
 from collections.abc import Callable
 from typing import Any
@@ -504,17 +505,56 @@ def test_int_subclasses_are_checked_and_written_as_the_int_they_hold(
     assert bp.Connection().send(ctor(_Liar(inside))) == bp.Connection().send(ctor(inside))
 
 
-# The put an adapter writes before building its command (check_put, put_bytes,
-# checked_put): the same checks, the same bytes and the same command as Put().
+# -- put: what Put() takes, refuses and writes, by a test-side rule --------------------------
+
+
+class _Priority(enum.IntEnum):
+    URGENT = 0
+    LOW = 2**20
+    TOO_LOW = 2**32  # out of range: refused like the int it is
+
+
+class _Number(int):
+    """A plain int subclass."""
+
+
+def _expected_put(body: object, priority: object, delay: object, ttr: object) -> bytes | type:
+    """What ``Connection().send(Put(body, priority, delay, ttr))`` writes, or the
+    exception type Put() raises: a bytes-like body (``bytes``, ``bytearray``,
+    ``memoryview``) is sent as its bytes, sized in bytes; each number must be an
+    ``int`` but not a ``bool``, checked field by field, and is written as the int
+    it holds (``%d``), whatever its class says about itself."""
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        return TypeError
+    numbers: list[int] = []
+    for value in (priority, delay, ttr):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return TypeError
+        number = int.__index__(value)
+        if not 0 <= number <= U32:
+            return bp.InvalidArgument
+        numbers.append(number)
+    data = bytes(body)
+    priority, delay, ttr = numbers
+    return b"put %d %d %d %d\r\n" % (priority, delay, ttr, len(data)) + data + b"\r\n"
+
+
 _put_ints = st.one_of(
     st.integers(0, U32),
     st.integers(),
-    st.sampled_from([True, False, 1.0, "1", None]),
+    st.integers(0, U32).map(_Number),
+    st.integers().map(_Liar),
+    st.sampled_from(list(_Priority)),
+    st.sampled_from([True, False, 1.0, 0.0, "1", None, bp.DEFAULT_PRIORITY, bp.DEFAULT_TTR]),
 )
 _put_bodies = st.one_of(
     st.binary(max_size=64),
     st.binary(max_size=64).map(bytearray),
     st.binary(max_size=64).map(memoryview),
+    st.lists(st.integers(0, 2**31 - 1), max_size=4).map(lambda xs: array.array("i", xs)),
+    st.lists(st.integers(0, 2**31 - 1), max_size=4).map(
+        lambda xs: memoryview(array.array("i", xs))
+    ),
     st.text(max_size=8),
     st.sampled_from([None, 5, [b"x"]]),
 )
@@ -527,40 +567,44 @@ _put_bodies = st.one_of(
 @example(b"x", bp.DEFAULT_PRIORITY, 0, float(bp.DEFAULT_TTR))
 @example(bytearray(b"x"), bp.DEFAULT_PRIORITY, 0, bp.DEFAULT_TTR)
 @example(memoryview(array.array("i", [1, 2])), bp.DEFAULT_PRIORITY, 0, bp.DEFAULT_TTR)
+@example(array.array("B", b"xy"), 1, 2, 3)
+@example(b"x", _Priority.LOW, _Number(5), _Liar(7))
+@example(b"x", _Priority.TOO_LOW, 0, 60)
+@example(b"x", _Liar(2**32), 0, 60)
+@example(b"x", 2**32, True, 60)  # the priority's range is checked before the delay's type
 @example(b"x", True, 0, 60)
 @example("text", 1, 2, 3)
-def test_put_in_parts_is_put(body: Any, priority: Any, delay: Any, ttr: Any) -> None:
-    from beanproto._commands import check_put, checked_put, put_bytes, put_wire
-
-    try:
-        expected = bp.Put(body, priority, delay, ttr)
-    except (TypeError, bp.InvalidArgument) as exc:
-        with pytest.raises(type(exc)) as info:
-            check_put(body, priority, delay, ttr)
-        assert str(info.value) == str(exc)
-        with pytest.raises(type(exc)) as info:
-            put_wire(body, priority, delay, ttr)
-        assert str(info.value) == str(exc)
+def test_put_takes_refuses_and_writes_as_the_rule_says(
+    body: Any, priority: Any, delay: Any, ttr: Any
+) -> None:
+    expected = _expected_put(body, priority, delay, ttr)
+    if isinstance(expected, type):
+        with pytest.raises(expected):
+            bp.Put(body, priority, delay, ttr)
         return
-    checked = check_put(body, priority, delay, ttr)
-    assert type(checked) is bytes
-    put = checked_put(checked, priority, delay, ttr)
-    assert put == expected and type(put) is bp.Put
-    assert put_bytes(checked, priority, delay, ttr) == expected._encode()
-    assert put_wire(checked, priority, delay, ttr) == expected._encode()
-    assert put_wire(body, priority, delay, ttr) == expected._encode()  # any body Put takes
+    put = bp.Put(body, priority, delay, ttr)
+    assert type(put.body) is bytes and put.body == bytes(body)
+    conn = bp.Connection()
+    assert conn.send(put) == expected
+    assert conn.pending == (put,)
+    assert parse(expected) == put
 
 
-def test_put_wire_knows_the_defaults_by_identity() -> None:
-    # The default arguments an adapter passes on are these very objects and take
-    # the preformatted line. An equal priority that is another object (0 and 60
-    # are cached by CPython: the same objects) is checked and formatted, to the
-    # same bytes; equal values of other types are refused, as Put() refuses them.
-    from beanproto._commands import put_wire
+def test_put_keeps_its_own_copy_of_a_mutable_body() -> None:
+    source = bytearray(b"job")
+    view = memoryview(source)
+    from_array, from_view = bp.Put(source), bp.Put(view)  # type: ignore[arg-type]
+    source[:] = b"JOB"
+    assert from_array.body == from_view.body == b"job"
+    assert bp.Connection().send(from_view) == b"put 65536 0 60 3\r\njob\r\n"
 
-    fast = put_wire(b"job\r\n", bp.DEFAULT_PRIORITY, 0, bp.DEFAULT_TTR)
-    same = put_wire(b"job\r\n", int(str(bp.DEFAULT_PRIORITY)), 0, bp.DEFAULT_TTR)
-    assert fast == same == b"put 65536 0 60 5\r\njob\r\n\r\n"
+
+def test_put_defaults_are_values_not_identities() -> None:
+    # An equal priority that is another object is written the same; equal values
+    # of other types are refused, as for any other value.
+    default = bp.Connection().send(bp.Put(b"job\r\n"))
+    same = bp.Connection().send(bp.Put(b"job\r\n", int(str(bp.DEFAULT_PRIORITY)), 0, 60))
+    assert default == same == b"put 65536 0 60 5\r\njob\r\n\r\n"
     for priority, delay, ttr in [
         (float(bp.DEFAULT_PRIORITY), 0, bp.DEFAULT_TTR),
         (bp.DEFAULT_PRIORITY, False, bp.DEFAULT_TTR),
@@ -568,11 +612,22 @@ def test_put_wire_knows_the_defaults_by_identity() -> None:
         (bp.DEFAULT_PRIORITY, 0, float(bp.DEFAULT_TTR)),
     ]:
         with pytest.raises(TypeError):
-            put_wire(b"job", priority, delay, ttr)  # type: ignore[arg-type]
+            bp.Put(b"job", priority, delay, ttr)  # type: ignore[arg-type]
     with pytest.raises(bp.InvalidArgument):
-        put_wire(b"job", bp.DEFAULT_PRIORITY, -1, bp.DEFAULT_TTR)
-    # A body that is not bytes is sized in bytes, not in its len() (4-byte items).
-    wide = memoryview(array.array("i", [1, 2]))
-    assert put_wire(wide, bp.DEFAULT_PRIORITY, 0, bp.DEFAULT_TTR).startswith(  # type: ignore[arg-type]
-        b"put 65536 0 60 %d\r\n" % wide.nbytes
+        bp.Put(b"job", bp.DEFAULT_PRIORITY, -1, bp.DEFAULT_TTR)
+
+
+def test_put_of_odd_but_valid_values() -> None:
+    # An IntEnum and an int subclass are written as the ints they hold.
+    assert bp.Connection().send(bp.Put(b"x", _Priority.LOW, _Number(3))) == (
+        b"put 1048576 3 60 1\r\nx\r\n"
     )
+    with pytest.raises(bp.InvalidArgument, match="4294967296"):
+        bp.Put(b"x", _Priority.TOO_LOW)
+    # A buffer of 4-byte items is sized in bytes, not in items; the array itself
+    # is not a body.
+    wide = array.array("i", [1, 2])
+    wire = bp.Connection().send(bp.Put(memoryview(wide)))  # type: ignore[arg-type]
+    assert wire.startswith(b"put 65536 0 60 8\r\n")
+    with pytest.raises(TypeError, match="bytes-like"):
+        bp.Put(wide)  # type: ignore[arg-type]

@@ -32,7 +32,7 @@ def test_chunks_fed_before_reading_are_all_parsed() -> None:
     assert conn.buffered == 0
 
 
-def test_many_pipelined_replies_trim_the_pending_list() -> None:
+def test_pending_shrinks_as_pipelined_replies_are_read() -> None:
     conn = bp.Connection()
     n = 5000
     for _ in range(n):

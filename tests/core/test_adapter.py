@@ -1,19 +1,53 @@
-"""The adapters' shared helpers in beanproto._support."""
+"""The adapters' shared helpers: the public module beanproto.adapter."""
 
 from __future__ import annotations
 
+import array
 import math
+import subprocess
+import sys
 
 import pytest
 
 import beanproto as bp
-from beanproto._support import (
+from beanproto import adapter
+from beanproto.adapter import (
     batch_outcomes,
+    blocks,
+    encode_body,
+    expect,
     job_from_event,
     job_id,
+    put_commands,
     reserve_command,
+    reserves,
     setup_commands,
 )
+
+
+def test_public_names() -> None:
+    # What the adapters share, each name there and documented.
+    assert {
+        "KEEPALIVE",
+        "batch_outcomes",
+        "blocks",
+        "encode_body",
+        "expect",
+        "job_from_event",
+        "job_id",
+        "put_commands",
+        "reserve_command",
+        "reserves",
+        "set_tcp_options",
+        "setup_commands",
+    } <= set(adapter.__all__)
+    for name in adapter.__all__:
+        obj = getattr(adapter, name)
+        assert name == "KEEPALIVE" or obj.__doc__, name
+    # It is no part of the core: importing beanproto does not import it.
+    code = "import sys, beanproto; print('beanproto.adapter' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_setup_commands() -> None:
@@ -38,7 +72,9 @@ def test_setup_commands() -> None:
     ],
 )
 def test_reserve_command(timeout: float | None, command: bp.Command) -> None:
-    assert reserve_command(timeout) == command
+    made = reserve_command(timeout)
+    assert made == command and type(made) is type(command)
+    assert reserve_command(timeout) is not made  # a fresh command each time
 
 
 @pytest.mark.parametrize("timeout", [-1, -0.5, 2**31, math.nan, math.inf])
@@ -88,7 +124,7 @@ def test_undecodable_body_names_the_job() -> None:
 def test_set_tcp_options() -> None:
     import socket
 
-    from beanproto._support import set_tcp_options
+    from beanproto.adapter import set_tcp_options
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
         set_tcp_options(tcp)
@@ -99,3 +135,61 @@ def test_set_tcp_options() -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
         set_tcp_options(unix)  # not TCP: left alone
         assert not unix.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+
+
+@pytest.mark.parametrize(
+    ("command", "blocking", "reserving"),
+    [
+        (bp.Reserve(), True, True),
+        (bp.ReserveWithTimeout(1), True, True),
+        (bp.ReserveWithTimeout(0), False, True),
+        (bp.ReserveJob(1), False, True),
+        (bp.Put(b"x"), False, False),
+        (bp.Peek(1), False, False),
+        (bp.PeekReady(), False, False),
+        (bp.Delete(1), False, False),
+        (bp.Quit(), False, False),
+    ],
+)
+def test_blocks_and_reserves(command: bp.Command, blocking: bool, reserving: bool) -> None:
+    assert blocks(command) is blocking
+    assert reserves(command) is reserving
+    # blocks() is what the connection calls a reserve waiting.
+    conn = bp.Connection()
+    conn.send(command)
+    assert conn.reserve_waiting is blocking
+
+
+def test_encode_body_and_put_commands() -> None:
+    assert encode_body("é", "utf-8") == b"\xc3\xa9"
+    assert encode_body("é", None) == "é"  # for Put to refuse
+    assert encode_body(b"raw", "utf-8") == b"raw"
+    wide = memoryview(array.array("i", [1]))
+    assert encode_body(wide, "utf-8") is wide  # as it is: Put sizes it in bytes
+    with pytest.raises(UnicodeEncodeError):
+        encode_body("é", "ascii")
+    assert put_commands(["a", b"b", bytearray(b"c")], "utf-8", 1, 2, 3) == [
+        bp.Put(b"a", 1, 2, 3),
+        bp.Put(b"b", 1, 2, 3),
+        bp.Put(b"c", 1, 2, 3),
+    ]
+    assert put_commands([], None, 1, 2, 3) == []
+    with pytest.raises(TypeError, match="bytes-like"):
+        put_commands([b"a", "b"], None, 1, 2, 3)
+    with pytest.raises(TypeError, match="bytes-like"):
+        put_commands([array.array("i", [1])], None, 1, 2, 3)
+    with pytest.raises(bp.InvalidArgument):
+        put_commands([b"a"], None, -1, 0, 60)
+
+
+def test_expect() -> None:
+    assert expect(bp.Inserted(3), bp.Inserted) == bp.Inserted(3)
+    with pytest.raises(bp.BuriedError) as info:
+        expect(bp.Buried(3), bp.Inserted)
+    assert info.value.id == 3
+    with pytest.raises(bp.NotFoundError):
+        expect(bp.NotFound(), bp.Deleted)
+    with pytest.raises(bp.BrokenConnectionError):
+        expect(bp.ConnectionClosed(), bp.Deleted)
+    with pytest.raises(bp.RemoteProtocolError):
+        expect(bp.Deleted(), bp.Touched)  # a reply that is no error is not this one either

@@ -1,0 +1,243 @@
+"""Building blocks for a client that drives :class:`beanproto.Connection` over some I/O.
+
+Theory of operation: ``beanproto_sync`` and ``beanproto_anyio`` are two thin
+drivers of the core with the same API, and everything they do alike that is not
+I/O lives here, public, so that a driver for another event loop (gevent, Twisted,
+a hand-written ``selectors`` loop) gets exactly what they get: the commands a
+client sends at connect time for ``use=``/``watch=``, a ``reserve`` timeout as
+its command, a put's body under the client's ``encoding``, the event a call
+hoped for (or the error it raises instead), a reply as a :class:`~beanproto.Job`,
+the outcomes of a pipelined batch, which commands may hand a job to the caller
+or hold the connection, and the TCP options of a client socket. Nothing here
+does I/O, and ``import beanproto`` does not import this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import socket
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, TypeVar
+
+from ._commands import (
+    DEFAULT_TUBE,
+    MAX_RESERVE_TIMEOUT,
+    Command,
+    Ignore,
+    Put,
+    Reserve,
+    ReserveJob,
+    ReserveWithTimeout,
+    Use,
+    Watch,
+)
+from ._errors import BodyDecodeError, CommandError, InvalidArgument
+from ._events import (
+    Event,
+    Found,
+    Inserted,
+    Kicked,
+    Reserved,
+    TubeList,
+    Using,
+    Watching,
+    error_for_event,
+)
+from ._job import Job
+
+__all__ = [
+    "KEEPALIVE",
+    "batch_outcomes",
+    "blocks",
+    "encode_body",
+    "expect",
+    "inserted_id",
+    "job_from_event",
+    "job_id",
+    "kick_count",
+    "put_commands",
+    "reserve_command",
+    "reserves",
+    "set_tcp_options",
+    "setup_commands",
+    "tube_names",
+    "using_tube",
+    "watch_count",
+]
+
+E = TypeVar("E")
+
+#: TCP keepalive: first probe after 30 s idle, then every 10 s, give up after 3
+#: unanswered probes, so a dead server is noticed within about a minute even
+#: while a ``reserve`` waits. (``TCP_KEEPALIVE`` is macOS's name for the idle time.)
+KEEPALIVE: Final = (
+    ("TCP_KEEPIDLE", 30),
+    ("TCP_KEEPALIVE", 30),
+    ("TCP_KEEPINTVL", 10),
+    ("TCP_KEEPCNT", 3),
+)
+
+
+def set_tcp_options(sock: socket.socket) -> None:
+    """``TCP_NODELAY`` and keepalive (:data:`KEEPALIVE`) on a TCP socket; other
+    sockets are left alone."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in KEEPALIVE:
+        option = getattr(socket, name, None)
+        if option is not None:
+            with contextlib.suppress(OSError):  # a platform without that option
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+def setup_commands(use: str | None, watch: str | Iterable[str] | None) -> list[Command]:
+    """The commands a client sends at connect time for ``use=`` and ``watch=``.
+
+    ``watch`` is a tube or an iterable of tubes (read once); without
+    ``"default"`` in it, ``default`` is ignored. Invalid names raise here, so
+    call it before connecting, and send the list it returned.
+    """
+    setup: list[Command] = []
+    if use is not None:
+        setup.append(Use(use))
+    if watch is not None:
+        tubes = [watch] if isinstance(watch, str) else list(dict.fromkeys(watch))
+        if not tubes:
+            raise InvalidArgument("watch must name at least one tube")
+        setup.extend(Watch(t) for t in tubes if t != DEFAULT_TUBE)
+        if DEFAULT_TUBE not in tubes:
+            setup.append(Ignore(DEFAULT_TUBE))
+    return setup
+
+
+def reserve_command(timeout: float | None) -> Reserve | ReserveWithTimeout:
+    """``reserve`` for ``None``, else ``reserve-with-timeout`` with the seconds
+    rounded up (0 polls)."""
+    if timeout is None:
+        return Reserve()
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+    if not 0 <= timeout <= MAX_RESERVE_TIMEOUT:  # NaN fails this too
+        raise InvalidArgument(
+            f"timeout must be between 0 and {MAX_RESERVE_TIMEOUT} seconds, got {timeout}"
+        )
+    return ReserveWithTimeout(math.ceil(timeout))
+
+
+def blocks(command: Command) -> bool:
+    """Whether the server reads nothing more from the connection until
+    ``command`` is answered (``reserve``, ``reserve-with-timeout`` above 0).
+    Such a wait can only be given up by closing the connection."""
+    return type(command) is Reserve or (type(command) is ReserveWithTimeout and command.timeout > 0)
+
+
+def reserves(command: Command) -> bool:
+    """Whether the reply to ``command`` may reserve a job for this connection:
+    a caller that gives up on such a reply must close the connection, so that
+    the server puts the job back."""
+    return type(command) in (Reserve, ReserveWithTimeout, ReserveJob)
+
+
+def job_id(job_or_id: Job[Any] | int) -> int:
+    """The id of a :class:`~beanproto.Job`, or the id itself."""
+    return job_or_id.id if isinstance(job_or_id, Job) else job_or_id
+
+
+def encode_body(body: object, encoding: str | None) -> object:
+    """A put's body as the core takes it: a ``str`` encoded with ``encoding``
+    (``UnicodeEncodeError`` if it cannot be); anything else as it is, for
+    :class:`~beanproto.Put` to take (bytes-like) or refuse (``TypeError``)."""
+    if encoding is not None and isinstance(body, str):
+        return body.encode(encoding)
+    return body
+
+
+def put_commands(
+    bodies: Iterable[object], encoding: str | None, priority: int, delay: int, ttr: int
+) -> list[Put]:
+    """The :class:`~beanproto.Put` of each body of a ``put_many``."""
+    return [Put(encode_body(b, encoding), priority, delay, ttr) for b in bodies]  # type: ignore[arg-type]
+
+
+def expect(event: Event, kind: type[E]) -> E:
+    """``event`` if it is a ``kind``, the reply a call hoped for; else raise the
+    error it stands for (:func:`beanproto.error_for_event`)."""
+    if type(event) is kind:
+        return event
+    raise error_for_event(event)
+
+
+def inserted_id(event: Event) -> int:
+    """The id of the job a ``put`` inserted, or its refusal raised."""
+    return expect(event, Inserted).id
+
+
+def using_tube(event: Event) -> str:
+    """The tube of a ``USING`` reply (``use``, ``list-tube-used``)."""
+    return expect(event, Using).tube
+
+
+def watch_count(event: Event) -> int:
+    """The watch list's size after ``watch`` or ``ignore``."""
+    return expect(event, Watching).count
+
+
+def tube_names(event: Event) -> list[str]:
+    """The tubes of ``list-tubes`` or ``list-tubes-watched``."""
+    return list(expect(event, TubeList).tubes)
+
+
+def kick_count(event: Event) -> int:
+    """How many jobs a ``kick`` kicked."""
+    count = expect(event, Kicked).count
+    assert count is not None  # the reply table gives kick a count
+    return count
+
+
+def job_from_event(event: Event, encoding: str | None) -> Job[Any]:
+    """The job a ``RESERVED``/``FOUND`` reply carries, its body decoded if an
+    ``encoding`` is given (:class:`~beanproto.BodyDecodeError`, with the job's
+    id, if it does not decode); any other reply raises its error."""
+    if type(event) is Reserved or type(event) is Found:
+        body = event.body
+        if encoding is None:
+            return Job(event.id, body)
+        try:
+            return Job(event.id, body.decode(encoding))
+        except UnicodeDecodeError as exc:
+            # The job is ours all the same: say which, so it can be dealt with.
+            raise BodyDecodeError(event.id, body, encoding) from exc
+    raise error_for_event(event)
+
+
+def batch_outcomes(
+    commands: Sequence[Command], events: Sequence[Event], success: type | None
+) -> list[int | CommandError]:
+    """The outcome of each command of a pipelined batch: the job id where it
+    succeeded (``Inserted``, or ``success`` for commands with an ``id``; ``0``
+    for the ``USING``/``WATCHING`` of a connect-time setup), else its
+    :class:`~beanproto.CommandError`. If any command was refused, the first
+    refusal is raised with the outcomes attached as ``.outcomes``."""
+    outcomes: list[int | CommandError] = []
+    first: CommandError | None = None
+    for command, event in zip(commands, events, strict=True):
+        if type(event) is Inserted:
+            outcomes.append(event.id)
+        elif success is not None and type(event) is success:
+            outcomes.append(command.id)  # type: ignore[attr-defined]
+        elif success is None and (type(event) is Using or type(event) is Watching):
+            outcomes.append(0)
+        else:
+            error = error_for_event(event)
+            if not isinstance(error, CommandError):
+                raise error
+            outcomes.append(error)
+            if first is None:
+                first = error
+    if first is not None:
+        first.outcomes = outcomes
+        raise first
+    return outcomes

@@ -7,10 +7,10 @@
     ...     job = c.reserve(timeout=5)
     ...     c.delete(job)
 
-One :class:`Client` per thread: a client is not thread-safe, and concurrent use
-raises :class:`ConcurrentUseError`. Use separate clients for producing and for a
-blocking ``reserve`` (the server reads nothing else from a connection whose
-reserve is waiting). The errors are :mod:`beanproto`'s, re-exported here.
+A :class:`Client` may be shared by threads: their calls take turns. Use separate
+clients for producing and for a blocking ``reserve`` (the server reads nothing
+else from a connection whose reserve is waiting, so neither can the client). The
+errors are :mod:`beanproto`'s, re-exported here.
 """
 
 from beanproto import (
@@ -30,7 +30,8 @@ from beanproto import (
     TubeStats,
 )
 
-from ._client import Address, Client, ConcurrentUseError
+from ._client import Client
+from ._transport import Address, ConcurrentUseError
 
 __all__ = [
     "Address",

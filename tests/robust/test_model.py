@@ -96,6 +96,12 @@ def _resources() -> Iterator[None]:
         _server = None
 
 
+def core_of(client: Any) -> Any:
+    """The beanproto.Connection under a sync client or a PortalClient."""
+    inner = getattr(client, "aclient", client)
+    return (inner._mux if hasattr(inner, "_mux") else inner._transport)._conn
+
+
 def connect(kind: str, tube: str) -> Any:
     if kind == "sync":
         return Client(server().address, use=tube, watch=tube, timeout=5)
@@ -384,8 +390,9 @@ class BeanstalkdModel(RuleBasedStateMachine):
     @invariant()
     def connection_knows_its_tubes(self) -> None:
         for mc in self.clients:
-            assert mc.client._conn.used_tube == mc.used
-            assert sorted(mc.client._conn.watched_tubes) == sorted(mc.watched)
+            conn = core_of(mc.client)
+            assert conn.used_tube == mc.used
+            assert sorted(conn.watched_tubes) == sorted(mc.watched)
 
 
 BeanstalkdModel.TestCase.settings = settings(

@@ -1,19 +1,25 @@
-"""The blocking client against a real beanstalkd."""
+"""The blocking client against a real beanstalkd, and against scripted fake servers for
+what a real one will not do (trickle, stall, say more than it was asked)."""
 
 from __future__ import annotations
 
 import array
+import contextlib
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
 import pytest
+from sync_helpers import InterruptAfterWrite, Peer, scripted_server
 
 import beanproto as bp
 from beanproto_sync import Client, ConcurrentUseError
+from beanproto_sync._transport import Transport
 from conftest import Server
 
 
@@ -74,7 +80,7 @@ def test_bytes_like_bodies_are_sent_as_their_bytes(
     with Client(server.address, encoding=encoding, use=tube, watch=tube, timeout=10) as c:
         with pytest.raises(TypeError, match="bytes-like"):
             c.put(wide)  # not a bytes-like for Put either: sends nothing
-        for body in bodies:  # the defaults' fast path, and the checked one
+        for body in bodies:  # with the default arguments, and others
             for job_id in (c.put(body), c.put(body, priority=5)):
                 expected = bytes(body)
                 assert c.peek(job_id).body == (expected if encoding is None else expected.decode())
@@ -119,11 +125,37 @@ def test_reserve_with_timeout_outlasts_socket_timeout(server: Server, tube: str)
         with pytest.raises(bp.TimedOutError):
             c.reserve(timeout=1)
         assert c.watching() == [tube]
-        assert c._sock.gettimeout() == 0.5  # the wait's longer timeout is undone
-        # The same when a job comes, its reply read in one step.
+        sock = c._transport._sock
+        assert sock is not None and sock.gettimeout() == 0.5  # the wait's timeout is undone
         job_id = c.put(b"job")
         assert c.reserve(timeout=1).id == job_id
-        assert c._sock.gettimeout() == 0.5
+        assert sock.gettimeout() == 0.5
+
+
+@pytest.mark.parametrize("reply", [b"TIMED_OUT\r\n", b"RESERVED 1 1\r\nx\r\n"])
+def test_the_next_call_after_a_reserve_has_the_clients_timeout(reply: bytes) -> None:
+    # The server answers reserve(timeout=1) after 1.2 s, past the client's 0.5 s
+    # timeout (the reserve may wait 1 + 0.5 s); then it stalls: the next call is
+    # bounded by 0.5 s again.
+    def script(peer: Peer) -> None:
+        peer.read_commands()
+        peer.wait(1.2)
+        peer.send(reply)
+        peer.read_commands()
+
+    with scripted_server(script) as address, Client(address, timeout=0.5) as c:
+        start = time.monotonic()
+        if reply.startswith(b"TIMED_OUT"):
+            with pytest.raises(bp.TimedOutError):
+                c.reserve(timeout=1)
+        else:
+            assert c.reserve(timeout=1) == bp.Job(1, b"x")
+        assert 1.1 < time.monotonic() - start < 1.5
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            c.put(b"x")
+        assert 0.4 < time.monotonic() - start < 0.9
+        assert c.closed
 
 
 def test_release_bury_kick_touch(client: Client[bytes], tube: str) -> None:
@@ -247,7 +279,8 @@ def test_connected_socket(server: Server, tube: str) -> None:
 
 
 def test_tcp_options(client: Client[bytes]) -> None:
-    sock = client._sock
+    sock = client._transport._sock
+    assert sock is not None
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
     if hasattr(socket, "TCP_KEEPIDLE"):
@@ -372,52 +405,41 @@ def test_keyboard_interrupt_during_reserve(fresh_server: Callable[..., Server], 
     _frozen_server_test(srv, tube, interrupt)
 
 
-def test_interrupt_between_a_commands_write_and_its_record(
-    server: Server, tube: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Every command is written before the core records it (Connection._sent):
-    # an interrupt in between breaks the connection, and a job the server
-    # reserved for the unrecorded reserve goes back to ready when it closes.
-    with Client(server.address, use=tube, watch=tube, timeout=5) as c:
-        job_id = c.put(b"held", priority=7)
-
-        def interrupted(self: bp.Connection, command: bp.Command) -> None:
-            raise KeyboardInterrupt
-
-        monkeypatch.setattr(bp.Connection, "_sent", interrupted)
+@pytest.mark.parametrize("call", ["reserve", "put", "put_many"])
+def test_interrupt_after_a_write_closes_the_client(server: Server, tube: str, call: str) -> None:
+    # A KeyboardInterrupt right after a command's bytes went out, before its reply
+    # was read: the client gives up on the connection (it cannot know what the
+    # server did), every later call says so, and closing the socket makes the
+    # server put back a job it reserved for the interrupted call.
+    sock = InterruptAfterWrite.connect_to(server.address)
+    with Client(sock, use=tube, watch=tube, timeout=5) as c:
+        held = c.put(b"held", priority=7)
+        sock.armed = True
         with pytest.raises(KeyboardInterrupt):
-            c.reserve(timeout=0)
-        monkeypatch.undo()
-        with pytest.raises(bp.BrokenConnectionError):  # not ConcurrentUseError
-            c.stats()
-    with Client(server.address, watch=tube, timeout=5) as other:
-        job = other.reserve(timeout=5)
-        assert (job.id, job.body) == (job_id, b"held")
-        assert other.stats_job(job).pri == 7
-
-
-def test_interrupt_between_a_puts_write_and_its_record(
-    server: Server, tube: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A put is written before its command is built and recorded: an interrupt
-    # in between leaves bytes out that the core does not know of, so the client
-    # must give up on the connection (and give its token back).
-    import beanproto_sync._client as sync_client
-
-    def interrupted(*args: object) -> bp.Put:
-        raise KeyboardInterrupt
-
-    with Client(server.address, use=tube, watch=tube, timeout=5) as c:
-        monkeypatch.setattr(sync_client, "checked_put", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            c.put(b"written")
-        monkeypatch.undo()
-        with pytest.raises(bp.BrokenConnectionError):
-            c.put(b"again")
-        with pytest.raises(bp.BrokenConnectionError):  # not ConcurrentUseError
-            c.stats()
-    with Client(server.address, watch=tube, timeout=5) as other:
-        assert other.reserve(timeout=5).body == b"written"  # the server got it whole
+            if call == "reserve":
+                c.reserve(timeout=0)
+            elif call == "put":
+                c.put(b"written")
+            else:
+                c.put_many([b"written", b"too"])
+        assert c.closed and sock.fileno() == -1
+        for later in (lambda: c.stats(), lambda: c.put(b"again"), lambda: c.delete(held)):
+            with pytest.raises(bp.BrokenConnectionError):
+                later()
+    with Client(server.address, use=tube, watch=tube, timeout=5) as other:
+        job = other.reserve(timeout=5)  # at once: back in ready, if it was reserved
+        assert (job.id, job.body) == (held, b"held")
+        stats = other.stats_job(job)
+        assert stats.pri == 7
+        assert stats.reserves == (2 if call == "reserve" else 1)
+        other.delete(job)
+        # A put was written whole: the server has the job(s).
+        bodies = {"reserve": [], "put": [b"written"], "put_many": [b"written", b"too"]}[call]
+        for body in bodies:
+            job = other.reserve(timeout=0)
+            assert job.body == body
+            other.delete(job)
+        assert other.stats_tube(tube).total_jobs == 1 + len(bodies)
 
 
 def test_server_goes_away(fresh_server: Callable[..., Server]) -> None:
@@ -433,29 +455,187 @@ def test_server_goes_away(fresh_server: Callable[..., Server]) -> None:
         c.close()
 
 
-def test_concurrent_use_raises(server: Server, tube: str) -> None:
-    with Client(server.address, watch=tube, timeout=10) as c:
-        done = threading.Event()
-        errors: list[BaseException] = []
+@contextlib.contextmanager
+def _on_alarm(handler: Callable[[], None], after: float) -> Iterator[None]:
+    """Within the block, run ``handler`` from a SIGALRM handler in ``after`` seconds."""
+    old = signal.signal(signal.SIGALRM, lambda signum, frame: handler())
+    try:
+        signal.setitimer(signal.ITIMER_REAL, after)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
-        def wait_for_job() -> None:
+
+def test_a_call_from_a_signal_handler_raises_concurrent_use_error(
+    client: Client[bytes], tube: str
+) -> None:
+    # The handler runs in the thread that is inside reserve(): its calls cannot
+    # wait for their turn, so they raise at once, having sent nothing, and the
+    # reserve goes on unaffected.
+    refused: list[BaseException] = []
+
+    def handler() -> None:
+        for call in (lambda: client.put(b"from the handler"), client.stats, client.watching):
             try:
-                c.reserve(timeout=2)
+                call()
             except BaseException as exc:
-                errors.append(exc)
-            finally:
-                done.set()
+                refused.append(exc)
 
-        t = threading.Thread(target=wait_for_job)
+    with _on_alarm(handler, 0.2):
+        start = time.monotonic()
+        with pytest.raises(bp.TimedOutError):
+            client.reserve(timeout=1)
+        assert 0.9 < time.monotonic() - start < 3
+    assert [type(exc) for exc in refused] == [ConcurrentUseError] * 3
+    assert isinstance(refused[0], RuntimeError) and isinstance(refused[0], bp.Error)
+    assert not client.closed
+    assert client.watching() == [tube]
+    assert client.stats_tube(tube).total_jobs == 0  # the handler's put sent nothing
+
+
+def test_close_from_a_signal_handler_aborts_the_call(client: Client[bytes]) -> None:
+    with _on_alarm(client.close, 0.2):
+        start = time.monotonic()
+        with pytest.raises(bp.BrokenConnectionError):
+            client.reserve(timeout=5)
+        assert time.monotonic() - start < 1.2  # at once: the handler did not wait
+    assert client.closed
+    with pytest.raises(bp.BrokenConnectionError):
+        client.stats()
+
+
+def _points_of_a_call(c: Client[bytes], at: int | None, handler: Callable[[], None]) -> int:
+    """Run ``c.put(b"outer")`` in a thread with a trace function standing in for a
+    signal handler: it calls ``handler`` in that thread before the ``at``-th line
+    the exchange runs (as a signal handler may run between any two bytecodes).
+    Returns how many lines the exchange ran; fails if the call never ends."""
+    code = Transport.exchange.__code__
+    count = 0
+    firing = False
+
+    def local(frame: FrameType, event: str, arg: object) -> Any:
+        nonlocal count, firing
+        if event == "line" and not firing:
+            if count == at:
+                firing = True
+                handler()
+            count += 1
+        return local
+
+    def tracer(frame: FrameType, event: str, arg: object) -> Any:
+        return local if frame.f_code is code and not firing else None
+
+    outcome: list[object] = []
+
+    def call() -> None:
+        sys.settrace(tracer)
+        try:
+            outcome.append(c.put(b"outer"))
+        except BaseException as exc:
+            outcome.append(exc)
+        finally:
+            sys.settrace(None)
+
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    t.join(5)
+    assert not t.is_alive(), f"deadlocked, the handler called before line {at} of the exchange"
+    assert at is None or firing
+    if isinstance(outcome[0], BaseException):
+        assert isinstance(outcome[0], bp.BrokenConnectionError), outcome[0]
+    return count
+
+
+@pytest.mark.parametrize("action", ["call", "close"])
+def test_a_call_from_a_handler_at_any_point_of_a_call_never_deadlocks(
+    server: Server, tube: str, action: str
+) -> None:
+    # Wherever the handler runs: before the call took the lock, after it, inside
+    # it, after it was done but before the lock was given back. A call from the
+    # handler runs (the outer one has not begun, or is over) or raises
+    # ConcurrentUseError (it is under way); close() from the handler closes the
+    # client, and the outer call returns or raises BrokenConnectionError.
+    with Client(server.address, use=tube) as c:
+        lines = _points_of_a_call(c, None, lambda: None)
+    assert lines >= 5
+    for at in range(lines):
+        with Client(server.address, use=tube, timeout=5) as c:
+            inner: list[object] = []
+
+            def handler(c: Client[bytes] = c, inner: list[object] = inner) -> None:
+                try:
+                    inner.append(c.close() if action == "close" else c.using())
+                except ConcurrentUseError as exc:
+                    inner.append(exc)
+
+            _points_of_a_call(c, at, handler)
+            if action == "close":
+                assert c.closed
+            else:
+                assert inner[0] == tube or isinstance(inner[0], ConcurrentUseError)
+                assert c.using() == tube  # still in step
+
+
+def test_threads_sharing_a_client_take_turns(client: Client[bytes], tube: str) -> None:
+    # Two threads put through one client at once, one job at a time and in
+    # batches: every call gets its own replies, so every id is distinct and names
+    # the body that thread put.
+    ids: dict[int, bytes] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def one_by_one() -> None:
+        start.wait()
+        for i in range(200):
+            body = b"one-%d" % i
+            ids[client.put(body)] = body
+
+    def in_batches() -> None:
+        start.wait()
+        for i in range(20):
+            bodies = [b"batch-%d-%d" % (i, k) for k in range(10)]
+            ids.update(zip(client.put_many(bodies), bodies, strict=True))
+
+    def run(target: Callable[[], None]) -> None:
+        try:
+            target()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(f,)) for f in (one_by_one, in_batches)]
+    for t in threads:
         t.start()
-        time.sleep(0.3)
-        with pytest.raises(ConcurrentUseError, match="not thread-safe"):
-            c.put(b"x")
-        with pytest.raises(RuntimeError):
-            c.stats()
-        t.join()
-        assert len(errors) == 1 and isinstance(errors[0], bp.TimedOutError)
-        assert c.watching() == [tube]  # the interloper did not break the client
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert len(ids) == 400
+    assert client.stats_tube(tube).current_jobs_ready == 400
+    for job_id, body in ids.items():
+        assert client.peek(job_id).body == body
+    assert client.using() == tube  # and the client is still in step
+
+
+def test_a_waiting_reserve_holds_up_another_thread(client: Client[bytes], tube: str) -> None:
+    # As on the server, which reads nothing while a reserve waits: the other
+    # thread's put waits for its turn, then goes through.
+    outcome: list[BaseException] = []
+
+    def wait_for_job() -> None:
+        try:
+            client.reserve(timeout=1)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=wait_for_job)
+    start = time.monotonic()
+    t.start()
+    time.sleep(0.2)  # the reserve is waiting
+    job_id = client.put(b"after the reserve")
+    assert time.monotonic() - start > 0.9
+    t.join(5)
+    assert len(outcome) == 1 and isinstance(outcome[0], bp.TimedOutError)
+    assert client.peek_ready() == bp.Job(job_id, b"after the reserve")
 
 
 def test_close_from_another_thread_aborts_reserve(server: Server, tube: str) -> None:
@@ -495,6 +675,134 @@ def test_put_many_times_out_against_a_frozen_server(
             c.put(b"x")
 
 
+# -- a server that says more than it was asked ------------------------------------------------
+
+_OVERSAID: dict[str, tuple[Callable[[Client[bytes]], object], int, bytes, object]] = {
+    # (the call, its commands, the replies and more in one segment, its outcome)
+    "put": (lambda c: c.put(b"a"), 1, b"INSERTED 1\r\nINSERTED 2\r\n", 1),
+    "refused put": (lambda c: c.put(b"a"), 1, b"JOB_TOO_BIG\r\nX", bp.JobTooBigError),
+    "put_many": (
+        lambda c: c.put_many([b"a", b"b"]),
+        2,
+        b"INSERTED 1\r\nINSERTED 2\r\nINSERTED 3\r\n",
+        [1, 2],
+    ),
+    "refused delete_many": (
+        lambda c: c.delete_many([1]),
+        1,
+        b"NOT_FOUND\r\nDELETED\r\n",
+        bp.NotFoundError,
+    ),
+    "reserve": (
+        lambda c: c.reserve(timeout=0),
+        1,
+        b"RESERVED 1 1\r\nx\r\nRES",
+        bp.Job(1, b"x"),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(_OVERSAID))
+def test_bytes_after_the_replies_owed_close_the_client(name: str) -> None:
+    # The replies owed are good and the call has its outcome; the bytes after
+    # them were sent unasked, and could pass for the reply to a later call: the
+    # client gives up on the connection.
+    call, commands, replies, outcome = _OVERSAID[name]
+
+    def script(peer: Peer) -> None:
+        if peer.read_commands(commands):
+            peer.send(replies)
+
+    with scripted_server(script) as address:
+        c = Client(address, timeout=2)
+        if isinstance(outcome, type):
+            with pytest.raises(outcome):
+                call(c)
+        else:
+            assert call(c) == outcome
+        assert c.closed
+        with pytest.raises(bp.BrokenConnectionError):
+            c.put(b"again")
+        c.close()
+
+
+# -- one deadline for a whole exchange ---------------------------------------------------------
+
+_TRICKLED: dict[str, tuple[Callable[[Client[bytes]], object], int, bytes]] = {
+    # (the call, the commands it sends, the replies a trickling server owes it)
+    "put": (lambda c: c.put(b"a"), 1, b"INSERTED 1\r\n"),
+    "put_many of one": (lambda c: c.put_many([b"a"]), 1, b"INSERTED 1\r\n"),
+    "put_many": (lambda c: c.put_many([b"a", b"b"]), 2, b"INSERTED 1\r\nINSERTED 2\r\n"),
+    "delete_many of one": (lambda c: c.delete_many([1]), 1, b"DELETED\r\n"),
+    "delete_many": (lambda c: c.delete_many([1, 2]), 2, b"DELETED\r\nDELETED\r\n"),
+    "stats_job": (lambda c: c.stats_job(1), 1, b"OK 50\r\n---\nid: 1\n"),
+}
+
+
+@pytest.mark.parametrize("name", list(_TRICKLED))
+def test_a_trickling_server_cannot_stretch_a_call_past_the_timeout(name: str) -> None:
+    # One byte every 0.3 s: every recv returns in time, but the call as a whole
+    # may take 1 s, the client's timeout, and no more.
+    call, commands, replies = _TRICKLED[name]
+
+    def script(peer: Peer) -> None:
+        if peer.read_commands(commands):
+            peer.trickle(replies, 0.3)
+
+    with scripted_server(script) as address:
+        c = Client(address, timeout=1)
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            call(c)
+        assert 0.9 < time.monotonic() - start < 1.5
+        assert c.closed
+        start = time.monotonic()
+        with pytest.raises(bp.BrokenConnectionError):
+            c.put(b"again")
+        assert time.monotonic() - start < 0.1
+        c.close()
+
+
+@pytest.mark.parametrize("delay", [0.0, 1.5])
+def test_a_reserves_reply_once_begun_is_bounded_by_the_timeout(delay: float) -> None:
+    # A plain reserve waits for its reply however long it takes (here 1.5 s, past
+    # the client's 1 s timeout); once the reply has begun, its rest has 1 s.
+    def script(peer: Peer) -> None:
+        if peer.read_commands():
+            peer.wait(delay)
+            peer.send(b"RESERVED 1 5\r\nab")  # and the rest of the body never comes
+
+    with scripted_server(script) as address, Client(address, timeout=1) as c:
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            c.reserve()
+        assert delay + 0.9 < time.monotonic() - start < delay + 1.5
+        assert c.closed
+
+
+def test_a_reserve_trickling_its_reply_is_bounded_by_the_timeout() -> None:
+    def script(peer: Peer) -> None:
+        if peer.read_commands():
+            peer.trickle(b"RESERVED 1 1\r\nx\r\n", 0.3)
+
+    with scripted_server(script) as address, Client(address, timeout=1) as c:
+        start = time.monotonic()
+        with pytest.raises(TimeoutError):
+            c.reserve()
+        # The first byte after 0.3 s, then 1 s for the rest.
+        assert 1.2 < time.monotonic() - start < 1.8
+
+
+def test_a_slow_server_in_time_is_fine() -> None:
+    def script(peer: Peer) -> None:
+        while peer.read_commands():
+            peer.trickle(b"INSERTED 1\r\n", 0.02)
+
+    with scripted_server(script) as address, Client(address, timeout=1) as c:
+        for _ in range(3):  # 0.24 s each, 0.72 s in all: each call has its own deadline
+            assert c.put(b"x") == 1
+
+
 def test_close_never_blocks_and_releases_the_connection(
     fresh_server: Callable[..., Server],
 ) -> None:
@@ -515,39 +823,6 @@ def test_close_never_blocks_and_releases_the_connection(
             time.sleep(0.01)
 
 
-def test_two_threads_on_one_client_never_mix_their_exchanges(
-    client: Client[bytes], tube: str
-) -> None:
-    # Every call either runs alone or raises ConcurrentUseError having sent
-    # nothing: so each put got its own reply, and the server holds exactly the
-    # jobs whose ids were returned.
-    ids: list[int] = []
-    refused: list[ConcurrentUseError] = []
-    start = threading.Barrier(2)
-
-    def produce() -> None:
-        start.wait()
-        done = 0
-        deadline = time.monotonic() + 20
-        while done < 500 and time.monotonic() < deadline:
-            try:
-                ids.append(client.put(b"%d" % done))
-                done += 1
-            except ConcurrentUseError as exc:
-                refused.append(exc)
-                time.sleep(0)  # let the other thread finish its call
-
-    threads = [threading.Thread(target=produce) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert len(ids) == 1000
-    assert len(set(ids)) == len(ids)
-    assert client.stats_tube(tube).current_jobs_ready == len(ids)
-    assert client.using() == tube  # and the client is still in step
-
-
 class _SlowSocket(socket.socket):
     """A socket whose recv first sleeps: a call that close() cannot hurry."""
 
@@ -558,11 +833,16 @@ class _SlowSocket(socket.socket):
         return super().recv(bufsize, flags)
 
 
-def test_close_from_another_thread_gives_up_waiting_after_a_second() -> None:
+@contextlib.contextmanager
+def stuck_call(
+    delay: float,
+) -> Iterator[tuple[Client[bytes], _SlowSocket, list[BaseException], threading.Thread]]:
+    """A client whose ``stats()`` is stuck in its recv (for ``delay`` seconds) in
+    another thread: the client, its socket, the errors the call raised, the thread."""
     ours, theirs = socket.socketpair()
     sock = _SlowSocket(fileno=ours.detach())
     c = Client(sock)
-    sock.delay = 2.5
+    sock.delay = delay
     errors: list[BaseException] = []
 
     def stuck() -> None:
@@ -574,17 +854,95 @@ def test_close_from_another_thread_gives_up_waiting_after_a_second() -> None:
     t = threading.Thread(target=stuck)
     t.start()
     try:
+        yield c, sock, errors, t
+    finally:
+        t.join(5)
+        theirs.close()
+
+
+def test_close_from_another_thread_gives_up_waiting_after_a_second() -> None:
+    with stuck_call(2.5) as (c, sock, errors, thread):
         time.sleep(0.2)  # the call is in its recv
         start = time.monotonic()
         c.close()
         assert 1.0 <= time.monotonic() - start < 2.0
         assert c.closed
-        t.join(5)
+        thread.join(5)
         # The call ended on the shut-down socket, and closed it on its way out.
         assert len(errors) == 1 and isinstance(errors[0], bp.BrokenConnectionError)
         assert sock.fileno() == -1
         with pytest.raises(bp.BrokenConnectionError):
             c.stats()
-    finally:
+
+
+def test_invalid_address_and_timeout_raise_before_connecting() -> None:
+    with pytest.raises(TypeError, match="address must be"):
+        Client(11300)  # type: ignore[call-overload]
+    for timeout in (0, -1.0):
+        with pytest.raises(bp.InvalidArgument, match="timeout"):
+            Client(("127.0.0.1", 1), timeout=timeout)
+
+
+def test_an_unconnected_socket_fails_at_its_first_call() -> None:
+    with socket.socket() as sock:
+        c = Client(sock)
+        assert repr(c) == "<beanproto_sync.Client ? open>"
+        with pytest.raises(bp.BrokenConnectionError, match="failed"):
+            c.stats()
+        assert c.closed
+
+
+def test_a_connected_socket_cannot_be_opened_again(server: Server) -> None:
+    c = Client(socket.create_connection(server.address))
+    c.close()
+    with pytest.raises(bp.BrokenConnectionError, match="cannot reconnect"):
+        c._transport.open()
+
+
+def test_reopening_after_a_break_restores_the_setup(server: Server, tube: str) -> None:
+    # What a reconnect will do: open() again, which sends use/watch again.
+    c = Client(server.address, use=tube, watch=tube)
+    c._transport._fail("broken for the test")
+    with pytest.raises(bp.BrokenConnectionError):
+        c.using()
+    c._transport.open()
+    assert (c.using(), c.watching()) == (tube, [tube])
+    c.close()
+
+
+def test_an_os_error_while_connecting_is_a_broken_connection() -> None:
+    # The server accepts, then resets the connection during the setup exchange.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def reset() -> None:
+            peer, _ = listener.accept()
+            peer.recv(100)
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+            peer.close()
+
+        t = threading.Thread(target=reset)
+        t.start()
+        with pytest.raises(bp.BrokenConnectionError) as info:
+            Client(listener.getsockname(), use="tube", timeout=5)
         t.join(5)
-        theirs.close()
+    assert isinstance(info.value.__cause__, ConnectionResetError)
+
+
+def test_close_of_a_transport_never_opened() -> None:
+    transport = Transport(("127.0.0.1", 1), timeout=None, max_body_size=100, setup=[])
+    assert transport.closed
+    transport.close()  # nothing to close, no error
+    assert transport.closed
+
+
+def test_close_while_a_broken_call_is_still_in_progress() -> None:
+    # Another thread's call holds the transport, and the connection is already
+    # broken: close() leaves the reason as it was and does not wait long.
+    with stuck_call(0.5) as (c, _, errors, thread):
+        time.sleep(0.1)  # the call is in its recv
+        c._transport._broken = "broken for the test"
+        c.close()
+        thread.join(5)
+        assert c.closed and isinstance(errors[0], bp.BrokenConnectionError)
+        with pytest.raises(bp.BrokenConnectionError, match="broken for the test"):
+            c.stats()

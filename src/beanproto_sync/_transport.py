@@ -1,0 +1,399 @@
+"""The blocking transport: one beanstalkd connection over a socket, driving the core.
+
+Theory of operation (httpcore over h11): every call is one exchange under the
+transport's lock. The exchange gives the core its command (``Connection.send``),
+writes the bytes, and reads until the core has produced one event per command;
+the caller's ``result`` function then turns the event into the call's value or
+raises the server's refusal. A single command is written with ``sendall`` and
+its reply read with ``recv``. A pipelined batch (``put_many``, ``delete_many``,
+the ``use``/``watch`` sent when opening) is written in slices on a non-blocking
+socket, reading the replies that arrived in between, so the server (which stops
+reading while it cannot write) never deadlocks against us on TCP back-pressure.
+
+Time: with a ``timeout``, one deadline bounds the whole exchange (every write,
+every wait, every ``recv``), so a server that trickles bytes cannot stretch a
+call past it. A reserve's wait is the exception: the socket waits for the
+reply's first bytes as long as the reserve may take (``wait``), and once they
+came the rest of the reply is bounded by the timeout like any other.
+
+Interrupts: everything from taking the lock to handing over the result is inside
+one ``try``. An exception there that is not the call's own refusal (a socket
+timeout, ``KeyboardInterrupt``, an I/O error, a protocol error) may have left
+bytes half written or a reply half read, or a reserved job on its way to a
+caller that will never see it; so the transport gives up on the connection: it
+tells the core (``send_failed``) and closes the socket, which makes the server
+return any job reserved in flight to the ready queue, and every later call
+raises :class:`BrokenConnectionError` until :meth:`Transport.open` reconnects.
+The lock is a ``threading.RLock`` taken with ``with``, so it is always given back;
+re-entrant so that a signal handler calling the client in the thread that is in a
+call (at any point of it) never waits on that very thread: it takes the lock
+again, and raises :class:`ConcurrentUseError` if the call is under way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final, NoReturn, TypeVar
+
+from beanproto import (
+    NEED_DATA,
+    BodyDecodeError,
+    BrokenConnectionError,
+    Command,
+    CommandError,
+    Connection,
+    Error,
+    Event,
+    Quit,
+    RemoteProtocolError,
+    State,
+)
+from beanproto.adapter import batch_outcomes, set_tcp_options
+
+__all__ = ["SAME", "Address", "ConcurrentUseError", "Transport"]
+
+T = TypeVar("T")
+
+#: What a client connects to: ``(host, port)``, a Unix socket path, or a
+#: connected socket (which the client then owns).
+Address = tuple[str, int] | str | socket.socket
+
+#: Bytes read per ``recv``.
+_RECV_SIZE: Final = 65536
+#: Bytes written per ``send`` of a pipelined batch, with replies read in between.
+_SLICE: Final = 256 * 1024
+#: How long ``close()`` may spend writing ``quit``, or waiting for a call it aborted.
+_QUIT_TIMEOUT: Final = 1.0
+#: What a call raises as itself and leaves the connection in step: the server's
+#: refusals, and a job body that does not decode (the job is the caller's).
+_IN_STEP: Final = (CommandError, BodyDecodeError)
+
+#: ``wait`` for an exchange that keeps the client's timeout.
+SAME: Final[Any] = object()
+
+
+class ConcurrentUseError(Error, RuntimeError):
+    """A thread called a :class:`Client` while it was already in a call on it
+    (from a signal handler, say). The inner call sent nothing; the outer one is
+    unaffected. Calls from *different* threads simply take turns."""
+
+
+class Transport:
+    """One connection: opening it, exchanges under a lock, breaking and closing."""
+
+    __slots__ = (
+        "_address",
+        "_broken",
+        "_conn",
+        "_lock",
+        "_max_body_size",
+        "_owner",
+        "_setup",
+        "_sock",
+        "description",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        address: Address,
+        *,
+        timeout: float | None,
+        max_body_size: int,
+        setup: Sequence[Command],
+    ) -> None:
+        if not isinstance(address, (socket.socket, str, tuple)):
+            raise TypeError(
+                "address must be (host, port), a Unix socket path or a connected socket, "
+                f"not {type(address).__name__}"
+            )
+        self._address = address
+        self.timeout = timeout
+        self._max_body_size = max_body_size
+        self._setup = list(setup)
+        self._lock = threading.RLock()
+        self._owner: int | None = None  # the thread in a call, while one is
+        self._broken: str | None = "not connected yet"
+        self._sock: socket.socket | None = None
+        self._conn = Connection(max_body_size=max_body_size)
+        self.description = _describe(address)
+
+    # -- opening ---------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect, then send the setup (``use``/``watch``) in one write.
+
+        Called once by the client; a reconnect may call it again once the
+        connection is broken (a connected socket given as the address cannot
+        be opened twice)."""
+        with self._lock:
+            sock = self._connect()
+            self._sock = sock
+            self._conn = Connection(max_body_size=self._max_body_size)
+            try:
+                sock.settimeout(self.timeout)
+                set_tcp_options(sock)
+                self._broken = None
+                if self._setup:
+                    batch_outcomes(self._setup, self._run(self._setup, SAME), None)
+            except BaseException as exc:
+                self._give_up(exc)
+
+    def _connect(self) -> socket.socket:
+        address = self._address
+        if isinstance(address, socket.socket):
+            if self._sock is not None:
+                raise BrokenConnectionError("a client given a connected socket cannot reconnect")
+            return address
+        if isinstance(address, str):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(self.timeout)
+                sock.connect(address)
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        host, port = address
+        return socket.create_connection((host, port), timeout=self.timeout)
+
+    # -- exchanges -------------------------------------------------------------------
+
+    def request(
+        self, command: Command, result: Callable[[Event], T], wait: float | None = SAME
+    ) -> T:
+        """Send ``command``, read its reply and return ``result(event)``.
+
+        ``wait`` is how long the reply's first bytes may take (a reserve's
+        wait; :data:`SAME` keeps the timeout)."""
+        return self.exchange([command], lambda events: result(events[0]), wait)
+
+    def exchange(
+        self,
+        commands: Sequence[Command],
+        result: Callable[[list[Event]], T],
+        wait: float | None = SAME,
+    ) -> T:
+        """Send ``commands`` (pipelined) and return ``result(events)``, one event
+        per command."""
+        with self._lock:
+            if self._owner is not None:
+                # Only this thread can hold the lock again: a call from inside its own.
+                raise ConcurrentUseError(
+                    "this thread is already in a call on this client (a signal handler?)"
+                )
+            try:
+                self._owner = threading.get_ident()
+                if self._broken is not None:
+                    raise self._unusable()
+                value = result(self._run(commands, wait))
+                if self._conn.state is State.BROKEN:
+                    # The replies were good, but the server spoke unasked after
+                    # them: a later call could take those bytes for its reply.
+                    self._fail("the server sent bytes nobody asked for")
+                self._owner = None
+                return value
+            except _IN_STEP:
+                self._owner = None
+                if self._conn.state is State.BROKEN:
+                    # A refusal, and bytes nobody asked for after it.
+                    self._fail("the server sent bytes nobody asked for")
+                raise
+            except BaseException as exc:
+                self._owner = None
+                self._give_up(exc)
+
+    def _run(self, commands: Sequence[Command], wait: float | None) -> list[Event]:
+        conn = self._conn
+        sock = self._sock
+        assert sock is not None
+        if len(commands) == 1:
+            data = conn.send(commands[0])
+        else:
+            data = b"".join([conn.send(c) for c in commands])
+        timeout = self.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        events: list[Event] = []
+        n = len(commands)
+        if len(commands) == 1 and len(data) <= _SLICE:
+            sock.sendall(data)
+        else:
+            self._write_reading(memoryview(data), events, n, deadline)
+        if wait is not SAME:
+            # A reserve's wait: its first bytes may take as long as the reserve.
+            sock.settimeout(wait)
+            try:
+                data = sock.recv(_RECV_SIZE)
+            finally:
+                sock.settimeout(timeout)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            self._deliver(data, events, n)
+        while len(events) < n:
+            if deadline is not None:
+                # Past the deadline, recv still takes what has arrived, else it
+                # times out (a timeout of 0 would make the socket non-blocking).
+                sock.settimeout(max(deadline - time.monotonic(), 1e-6))
+            self._deliver(sock.recv(_RECV_SIZE), events, n)
+        if deadline is not None:
+            sock.settimeout(timeout)
+        return events
+
+    def _deliver(self, data: bytes, events: list[Event], n: int) -> None:
+        """Give the core what one ``recv`` brought; collect every event it can
+        build, up to the ``n`` owed.
+
+        Bytes beyond the replies owed mean the server spoke unasked: the core
+        raises :class:`RemoteProtocolError` for them, and breaks; the replies
+        before them are good, and ``exchange`` returns them before closing."""
+        if not data:
+            raise BrokenConnectionError("the server closed the connection")
+        conn = self._conn
+        conn.receive_data(data)
+        next_event = conn.next_event
+        append = events.append
+        try:
+            while (event := next_event()) is not NEED_DATA:
+                append(event)
+        except RemoteProtocolError:
+            if len(events) < n:
+                raise
+
+    def _write_reading(
+        self, view: memoryview, events: list[Event], n: int, deadline: float | None
+    ) -> None:
+        """Write ``view`` in slices on a non-blocking socket, reading replies that
+        arrived in between; wait (until ``deadline``) only when neither can proceed."""
+        sock = self._sock
+        assert sock is not None
+        total = len(view)
+        off = 0
+        sock.settimeout(0)
+        try:
+            while off < total:
+                try:
+                    off += sock.send(view[off : off + _SLICE])
+                except BlockingIOError:
+                    _wait_io(sock, deadline)
+                self._read_ready(events, n)
+        finally:
+            sock.settimeout(self.timeout)
+
+    def _read_ready(self, events: list[Event], n: int) -> None:
+        """Read what has arrived, if anything, on the non-blocking socket."""
+        assert self._sock is not None
+        try:
+            data = self._sock.recv(_RECV_SIZE)
+        except BlockingIOError:
+            return
+        self._deliver(data, events, n)
+
+    # -- breaking and closing --------------------------------------------------------
+
+    def _unusable(self) -> BrokenConnectionError:
+        return BrokenConnectionError(f"the connection is unusable: {self._broken}")
+
+    def _fail(self, reason: str) -> None:
+        # Synchronous and non-blocking: state first, then close the socket.
+        if self._broken is None:
+            self._broken = reason
+        self._conn.send_failed()
+        if self._sock is not None:
+            self._sock.close()
+
+    def _give_up(self, exc: BaseException) -> NoReturn:
+        """Give up on the connection after ``exc`` and raise it, or a socket
+        error other than a timeout as :class:`BrokenConnectionError`."""
+        replacement = self._interrupted(exc)
+        if replacement is exc:
+            raise exc
+        raise replacement from exc
+
+    def _interrupted(self, exc: BaseException) -> BaseException:
+        """Give up on the connection after ``exc``; return what to raise: a
+        socket error other than a timeout as :class:`BrokenConnectionError`,
+        anything else as itself."""
+        if isinstance(exc, (BrokenConnectionError, RemoteProtocolError)):
+            self._fail(str(exc))
+        elif isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+            self._fail(f"socket error: {exc!r}")
+            return BrokenConnectionError(f"the connection failed: {exc}")
+        else:
+            self._fail(f"an exchange was interrupted by {type(exc).__name__}")
+        return exc
+
+    @property
+    def closed(self) -> bool:
+        return self._broken is not None
+
+    def close(self) -> None:
+        """Close the connection; idempotent, and never blocks for long.
+
+        A healthy, idle connection is sent ``quit`` first (best effort). From
+        another thread, aborts the call in progress (it then raises
+        :class:`BrokenConnectionError`)."""
+        lock = self._lock
+        acquired = lock.acquire(blocking=False)
+        if acquired and self._owner is not None:
+            # This thread's own call is under way (close() from a signal handler).
+            lock.release()
+            acquired = False
+        if not acquired:
+            # A call is in progress: shut the socket down under it; it closes
+            # the socket on its way out. Wait a moment for that, unless this
+            # thread is the caller (a signal handler), which cannot wait.
+            if self._broken is None:
+                self._broken = "the client was closed"
+            sock = self._sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            if self._owner != threading.get_ident() and lock.acquire(timeout=_QUIT_TIMEOUT):
+                try:
+                    self._fail("the client was closed")
+                finally:
+                    lock.release()
+            return
+        try:
+            if self._broken is not None:
+                if self._sock is not None:
+                    self._sock.close()
+                return
+            self._broken = "the client was closed"
+            conn = self._conn
+            sock = self._sock
+            assert sock is not None
+            # Not broken, and no call in progress: every reply was read.
+            with contextlib.suppress(OSError, Error):
+                timeout = self.timeout
+                sock.settimeout(_QUIT_TIMEOUT if timeout is None else min(timeout, _QUIT_TIMEOUT))
+                sock.sendall(conn.send(Quit()))
+            sock.close()
+        finally:
+            lock.release()
+
+
+def _describe(address: Address) -> str:
+    if isinstance(address, socket.socket):
+        try:
+            peer = address.getpeername()
+        except OSError:
+            return "?"
+        return peer if isinstance(peer, str) else f"{peer[0]}:{peer[1]}"
+    if isinstance(address, str):
+        return address
+    return f"{address[0]}:{address[1]}"
+
+
+def _wait_io(sock: socket.socket, deadline: float | None) -> None:
+    """Wait until ``sock`` is readable or writable (errors and hang-ups count as
+    readable: the read after reports them). Raises ``TimeoutError`` at ``deadline``."""
+    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLOUT)
+    if not poller.poll(None if timeout is None else timeout * 1000):
+        raise TimeoutError("timed out")

@@ -53,6 +53,14 @@ async def test_connect_use_and_watch(server: Server, tube: str) -> None:
         assert await c.watching() == ["default"]
 
 
+async def test_watch_may_be_any_iterable(server: Server, tube: str) -> None:
+    # connect() checks the tubes before connecting: an iterator must be read once.
+    async with connect(server.address, watch=(t for t in [tube, "default"])) as c:
+        assert sorted(await c.watching()) == sorted([tube, "default"])
+    async with connect(server.address, watch=iter([tube])) as c:
+        assert await c.watching() == [tube]
+
+
 async def test_invalid_setup_raises_before_connecting(server: Server) -> None:
     with pytest.raises(bp.InvalidArgument):
         connect(server.address, use="bad tube")
@@ -237,7 +245,7 @@ async def test_client_over_any_stream(server: Server, tube: str) -> None:
 
 
 async def test_tcp_options(client: Client[bytes]) -> None:
-    sock = client._stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    sock = client._mux.stream.extra(anyio.abc.SocketAttribute.raw_socket)
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
     if hasattr(socket, "TCP_KEEPIDLE"):

@@ -68,7 +68,7 @@ async def test_tls_through_a_terminating_proxy(server: Server, tube: str) -> Non
                 ids = await c.put_many([b"x" * 100] * 5000)
                 assert (await c.stats_tube(tube)).current_jobs_ready == 5000
                 await c.delete_many(ids)
-                assert c._stream.extra(anyio.streams.tls.TLSAttribute.ssl_object) is not None
+                assert c._mux.stream.extra(anyio.streams.tls.TLSAttribute.ssl_object) is not None
             # An untrusted client is refused by the handshake.
             with pytest.raises((ssl.SSLError, anyio.BrokenResourceError, OSError)):
                 async with connect(("127.0.0.1", port), tls=True):

@@ -1,6 +1,6 @@
-"""The lone caller's path and the shared one meet: a call made while the
-connection is idle writes and reads in its own coroutine, and tasks that arrive
-meanwhile must still be written, answered and failed as in the shared path."""
+"""The one writer and the one reader: a task that finds the connection idle becomes
+both, and tasks that arrive meanwhile must still be written, answered and failed
+through it (beanproto_anyio._multiplexer)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from anyio_helpers import Hook, HookedStream, anyio_backend, hooked  # noqa: F40
 
 import beanproto as bp
 from beanproto_anyio import Client, connect
-from beanproto_anyio._client import _WRITE_GRACE
+from beanproto_anyio._multiplexer import WRITE_GRACE as _WRITE_GRACE
 
 if TYPE_CHECKING:
     from tests.conftest import Server
@@ -34,7 +34,7 @@ def slow_first_send(stream: HookedStream, seconds: float, sent: list[tuple[int, 
     stream.send_impl = send
 
 
-async def test_bytes_buffered_during_a_lone_write_are_written_by_it(
+async def test_bytes_buffered_during_a_write_are_written_by_the_writer(
     server: Server, tube: str
 ) -> None:
     stream = await hooked(server.address)
@@ -84,7 +84,7 @@ async def test_late_bytes_take_as_long_as_they_take(
         results: dict[str, object] = {}
 
         async def single() -> None:
-            if shared:  # not the lone caller: another call is in flight
+            if shared:  # another call is in flight
                 results["single"] = await c.put_many([b"first", b"second"])
             else:
                 results["single"] = await c.put(b"first")
@@ -211,7 +211,7 @@ def slow_first_receive(stream: HookedStream, seconds: float, then: Hook | None =
 
 
 @pytest.mark.parametrize("end_of_stream", [False, True])
-async def test_a_task_arriving_during_a_lone_read_is_handed_the_reading(
+async def test_a_task_arriving_during_a_read_is_handed_the_reading(
     server: Server, tube: str, end_of_stream: bool
 ) -> None:
     stream = await hooked(server.address)
@@ -227,7 +227,7 @@ async def test_a_task_arriving_during_a_lone_read_is_handed_the_reading(
             outcomes["lone"] = await c.using()
 
         async def second() -> None:
-            # The server answers after a second: not in the lone call's read.
+            # The server answers after a second: not in the first call's read.
             try:
                 await c.reserve(timeout=1)
             except (bp.TimedOutError, bp.BrokenConnectionError) as exc:
@@ -236,7 +236,7 @@ async def test_a_task_arriving_during_a_lone_read_is_handed_the_reading(
         with anyio.fail_after(5):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(lone)
-                await anyio.sleep(0.05)  # the lone call waits for its reply
+                await anyio.sleep(0.05)  # the first call waits for its reply
                 tg.start_soon(second)
         assert outcomes["lone"] == tube
         if end_of_stream:
@@ -265,7 +265,7 @@ async def test_a_reply_in_pieces_is_read_to_its_end(server: Server, tube: str) -
         assert not c.closed
 
 
-async def test_random_cancellations_of_a_lone_caller_never_misroute_replies(
+async def test_random_cancellations_of_one_caller_never_misroute_replies(
     server: Server, tube: str
 ) -> None:
     # A cancelled call leaves its reply owed, so the next call takes the shared

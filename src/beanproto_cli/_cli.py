@@ -40,6 +40,7 @@ from beanproto import (
     RemoteProtocolError,
     TimedOutError,
     TubeStats,
+    __version__,
 )
 from beanproto_sync import Client
 
@@ -206,7 +207,7 @@ def _tube_stats(client: Client[bytes]) -> list[TubeStats]:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @_address_option
-@click.version_option(package_name="beanproto", prog_name="beanproto")
+@click.version_option(__version__, prog_name="beanproto")
 def cli() -> None:
     """Inspect and operate a beanstalkd server.
 

@@ -66,7 +66,9 @@ class ReceiveBuffer:
 
     def __len__(self) -> int:
         """Bytes received and not yet handed out."""
-        return len(self._buf) - self._pos + sum(map(len, self._chunks)) + self._have
+        unread = len(self._buf) - self._pos + self._have
+        chunks = self._chunks
+        return unread + sum(map(len, chunks)) if chunks else unread
 
     @property
     def in_body(self) -> bool:

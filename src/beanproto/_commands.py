@@ -19,6 +19,7 @@ server's 224-byte line buffer, and ``_encode_line`` asserts it anyway because a
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Final, TypeAlias
 
@@ -129,7 +130,7 @@ class Command:
         raise NotImplementedError  # pragma: no cover
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Put(Command):
     """``put``: insert a job into the used tube. ``body`` must be bytes-like (a
     ``bytearray`` or ``memoryview`` is copied to ``bytes``)."""
@@ -141,20 +142,33 @@ class Put(Command):
 
     verb: ClassVar[str] = "put"
 
-    def __post_init__(self) -> None:
-        body = self.body
+    # Written by hand, through the slots, because producers build one per job:
+    # the generated frozen __init__ goes through object.__setattr__ per field,
+    # and the common case is checked in one expression.
+    def __init__(
+        self,
+        body: bytes,
+        priority: int = DEFAULT_PRIORITY,
+        delay: int = 0,
+        ttr: int = DEFAULT_TTR,
+    ) -> None:
         if type(body) is not bytes:
-            if not isinstance(body, (bytes, bytearray, memoryview)):
-                hint = (
-                    " (encode text first, or give the client an encoding)"
-                    if isinstance(body, str)
-                    else ""
-                )
-                raise TypeError(f"a job body must be bytes-like, not {type(body).__name__}{hint}")
-            object.__setattr__(self, "body", bytes(body))
-        _check_int("priority", self.priority, MAX_U32)
-        _check_int("delay", self.delay, MAX_U32)
-        _check_int("ttr", self.ttr, MAX_U32)
+            body = _as_body(body)
+        if not (
+            type(priority) is int
+            and type(delay) is int
+            and type(ttr) is int
+            and 0 <= priority <= MAX_U32
+            and 0 <= delay <= MAX_U32
+            and 0 <= ttr <= MAX_U32
+        ):
+            _check_int("priority", priority, MAX_U32)
+            _check_int("delay", delay, MAX_U32)
+            _check_int("ttr", ttr, MAX_U32)
+        _set_put_body(self, body)
+        _set_put_priority(self, priority)
+        _set_put_delay(self, delay)
+        _set_put_ttr(self, ttr)
 
     def _encode(self) -> bytes:
         body = self.body
@@ -165,6 +179,26 @@ class Put(Command):
             len(body),
             body,
         )
+
+
+def _as_body(body: object) -> bytes:
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        hint = (
+            " (encode text first, or give the client an encoding)" if isinstance(body, str) else ""
+        )
+        raise TypeError(f"a job body must be bytes-like, not {type(body).__name__}{hint}")
+    return bytes(body)
+
+
+def _slot_setter(cls: type, field: str) -> Callable[[object, object], None]:
+    setter: Callable[[object, object], None] = getattr(cls, field).__set__
+    return setter
+
+
+_set_put_body = _slot_setter(Put, "body")
+_set_put_priority = _slot_setter(Put, "priority")
+_set_put_delay = _slot_setter(Put, "delay")
+_set_put_ttr = _slot_setter(Put, "ttr")
 
 
 class _TubeCommand(Command):
@@ -184,7 +218,9 @@ class _IdCommand(Command):
     id: int
 
     def __post_init__(self) -> None:
-        _check_int("a job id", self.id, MAX_U64)
+        id = self.id
+        if type(id) is not int or not 0 <= id <= MAX_U64:
+            _check_int("a job id", id, MAX_U64)
 
     def _encode(self) -> bytes:
         return b"%s %d\r\n" % (self.verb.encode(), self.id)

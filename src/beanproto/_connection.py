@@ -241,9 +241,11 @@ class Connection:
         if state is not _OPEN and state is not _QUIT_SENT:
             return self._closed_event()
         try:
-            self._reader.read(self._pending, ready)
-            if ready:
-                return ready.popleft()
+            pending = self._pending
+            if pending:
+                self._reader.read(pending, ready)
+                if ready:
+                    return ready.popleft()
             return self._no_event()
         except RemoteProtocolError as exc:
             self._state = State.BROKEN
@@ -271,9 +273,12 @@ class Connection:
         """No reply could be read: more bytes are needed, or the stream ended."""
         buffer = self._buffer
         pending = self._pending
+        buffered = len(buffer)
+        if not buffered and not pending and not buffer.at_eof:
+            return NEED_DATA  # all read, nothing owed: the end of every exchange
         owed = pending[0] if pending and type(pending[0]) is not Quit else None
         if buffer.at_eof:
-            if len(buffer) or self._reader.mid_reply:
+            if buffered or self._reader.mid_reply:
                 raise RemoteProtocolError(
                     "the server closed the connection in the middle of a reply"
                 )
@@ -284,7 +289,7 @@ class Connection:
             pending.clear()
             self._state = State.CLOSED
             return ConnectionClosed()
-        if owed is None and len(buffer):
+        if owed is None and buffered:
             raise RemoteProtocolError("the server sent bytes when no reply was owed")
         return NEED_DATA
 

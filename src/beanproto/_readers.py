@@ -63,12 +63,7 @@ class Reader:
         the replies read before them are in ``events`` already.
         """
         buffer = self._buffer
-        match_line = buffer.match_line
-        extract_line = buffer.extract_line
-        extract_body = buffer.extract_body
         max_body = buffer.max_body_size
-        append = events.append
-        noted = self._noted
         header = self._header
         self._header = None
         while pending:
@@ -78,7 +73,7 @@ class Reader:
             if header is not None:
                 reply, args, size = header
                 header = None
-                body = extract_body(size)
+                body = buffer.extract_body(size)
                 if body is None:
                     self._header = (reply, args, size)
                     return
@@ -88,7 +83,7 @@ class Reader:
                 # pattern and built from the numbers it holds (Reply.fast, beside
                 # the rule it shortens). Anything else takes the rule.
                 usual = USUAL.get(type(cmd))
-                m = None if usual is None else match_line(usual.fast)  # type: ignore[arg-type]
+                m = None if usual is None else buffer.match_line(usual.fast)  # type: ignore[arg-type]
                 if m is not None:
                     make: Callable[..., Event] = usual.event  # type: ignore[union-attr,assignment]
                     if not usual.body:  # type: ignore[union-attr]
@@ -97,13 +92,13 @@ class Reader:
                         size = int(m[2])
                         if size > max_body:
                             self._too_big(size)
-                        body = extract_body(size)
+                        body = buffer.extract_body(size)
                         if body is None:
                             self._header = (usual, (int(m[1]), size), size)  # type: ignore[assignment]
                             return
                         event = make(int(m[1]), body)
                 else:
-                    line = extract_line()
+                    line = buffer.extract_line()
                     if line is None:
                         return
                     reply, args = parse_line(cmd, line)
@@ -113,15 +108,15 @@ class Reader:
                         size = args[-1]  # type: ignore[assignment]
                         if size > max_body:
                             self._too_big(size)
-                        body = extract_body(size)
+                        body = buffer.extract_body(size)
                         if body is None:
                             self._header = (reply, args, size)
                             return
                         event = reply.build(cmd, args, body)
             pending.popleft()
-            if type(cmd) in noted:
+            if type(cmd) in self._noted:
                 self._learn(cmd, event)
-            append(event)
+            events.append(event)
 
     def _too_big(self, size: int) -> NoReturn:
         raise RemoteProtocolError(

@@ -101,6 +101,16 @@ class _Call:
         self.wakeup: anyio.Event | None = None  # set while its task sleeps
 
 
+def _fail(call: _Call, reason: str, cause: BaseException | None) -> None:
+    """Fail ``call`` with :class:`BrokenConnectionError`, unless it has its outcome."""
+    if call.event is None and call.error is None:
+        err = BrokenConnectionError(f"the connection is unusable: {reason}")
+        err.__cause__ = cause
+        call.error = err
+        if call.wakeup is not None:
+            call.wakeup.set()
+
+
 class Multiplexer:
     """Drives one :class:`beanproto.Connection` over one anyio byte stream for
     any number of tasks."""
@@ -169,9 +179,9 @@ class Multiplexer:
             # itself rather than inside an exception group; cancellation goes
             # through the group, which is how anyio and trio expect it to travel.
             async with anyio.create_task_group() as tg:
-                if not self._writing:
-                    tg.start_soon(self._write)
                 try:
+                    if not self._writing:
+                        tg.start_soon(self._write)
                     for call in batch:
                         events.append(await self._wait(call))
                 except anyio.get_cancelled_exc_class():
@@ -292,6 +302,7 @@ class Multiplexer:
         conn = self._conn
         calls = self._calls
         lost_job = False
+        call: _Call | None = None  # the call being handed its reply
         try:
             conn.receive_data(data)
             while (event := conn.next_event()) is not NEED_DATA:
@@ -311,9 +322,16 @@ class Multiplexer:
             self._break(f"the server broke the protocol: {exc}", exc)
             return
         except BaseException as exc:
-            # Interrupted halfway through handing out replies: a reply may
-            # have been taken off the FIFO and not given to its call.
-            self._break(f"reading was interrupted by {type(exc).__name__}", exc)
+            # Interrupted halfway through handing out replies: the call last
+            # taken off the FIFO may have its reply without its task being
+            # woken. It fails with the others instead (its task has not run
+            # since: this is synchronous), and a job in it goes back with the
+            # connection.
+            reason = f"reading was interrupted by {type(exc).__name__}"
+            if call is not None:
+                call.event = None
+                _fail(call, reason, exc)
+            self._break(reason, exc)
             raise
         if lost_job:
             # A job was reserved for a call that was cancelled: closing the
@@ -340,15 +358,20 @@ class Multiplexer:
                 return
 
     async def _abandon(self, call: _Call, exc: BaseException) -> None:
-        """The caller of ``call`` gives up on it (cancelled or interrupted)."""
+        """The caller of ``call`` gives up on it (cancelled or interrupted).
+
+        Cancellation comes only at an ``await``, where the state is known. Any
+        other exception may have come between any two lines, leaving the state
+        half changed, so it breaks the connection, even if it is broken already
+        (``_break`` then fails whatever calls an interrupted break left)."""
         call.wakeup = None
-        if self._broken is None:
+        if not isinstance(exc, anyio.get_cancelled_exc_class()):
+            self._break(f"a call was interrupted by {type(exc).__name__}", exc)
+        elif self._broken is None:
             # While the connection is whole, a call's error is not set.
             if call.event is not None:
                 if type(call.event) is Reserved:
                     self._break("a job arrived for a cancelled reserve; the connection was closed")
-            elif not isinstance(exc, anyio.get_cancelled_exc_class()):
-                self._break(f"a call was interrupted by {type(exc).__name__}", exc)
             elif call.blocks:
                 self._break("a waiting reserve was cancelled; the connection was closed", exc)
             else:
@@ -367,13 +390,9 @@ class Multiplexer:
         self._conn.send_failed()
         self._out.clear()
         calls = self._calls
-        while calls:  # a call leaves the FIFO as it gets its reply or error
-            call = calls.popleft()
-            err = BrokenConnectionError(f"the connection is unusable: {reason}")
-            err.__cause__ = cause
-            call.error = err
-            if call.wakeup is not None:
-                call.wakeup.set()
+        while calls:  # failed, then taken off: never off the FIFO and still waiting
+            _fail(calls[0], reason, cause)
+            calls.popleft()
         self._sleepers.clear()
 
     async def _close_now(self) -> None:

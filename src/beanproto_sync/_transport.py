@@ -38,7 +38,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final, NoReturn, TypeVar
+from typing import Any, Final, TypeVar
 
 from beanproto import (
     NEED_DATA,
@@ -142,7 +142,10 @@ class Transport:
                 if self._setup:
                     batch_outcomes(self._setup, self._run(self._setup, SAME), None)
             except BaseException as exc:
-                self._give_up(exc)
+                replacement = self._interrupted(exc)
+                if replacement is exc:
+                    raise
+                raise replacement from exc
 
     def _connect(self) -> socket.socket:
         address = self._address
@@ -171,56 +174,73 @@ class Transport:
 
         ``wait`` is how long the reply's first bytes may take (a reserve's
         wait; :data:`SAME` keeps the timeout)."""
-        return self.exchange([command], lambda events: result(events[0]), wait)
+        return self.exchange((command,), result, wait, single=True)
 
     def exchange(
         self,
         commands: Sequence[Command],
-        result: Callable[[list[Event]], T],
+        result: Callable[[Any], T],
         wait: float | None = SAME,
+        *,
+        single: bool = False,
     ) -> T:
         """Send ``commands`` (pipelined) and return ``result(events)``, one event
-        per command."""
-        with self._lock:
+        per command (``result(event)`` for the one command of a ``single``)."""
+        # Not `with self._lock`: leaving a with block runs code (its __exit__) after
+        # the value is made, where an exception would lose it (and a job with
+        # it). Here everything from taking the lock to giving it back is inside
+        # the try, and the lock is given back in the line that hands the value
+        # over (_hand_back).
+        lock = self._lock
+        held = mine = False
+        try:
+            held = lock.acquire()
             if self._owner is not None:
                 # Only this thread can hold the lock again: a call from inside its own.
                 raise ConcurrentUseError(
                     "this thread is already in a call on this client (a signal handler?)"
                 )
-            try:
-                self._owner = threading.get_ident()
-                if self._broken is not None:
-                    raise self._unusable()
-                value = result(self._run(commands, wait))
-                if self._conn.state is State.BROKEN:
-                    # The replies were good, but the server spoke unasked after
-                    # them: a later call could take those bytes for its reply.
-                    self._fail("the server sent bytes nobody asked for")
+            self._owner, mine = threading.get_ident(), True
+            if self._broken is not None:
+                raise self._unusable()
+            events = self._run(commands, wait)
+            value = result(events[0] if single else events)
+            if self._conn.state is State.BROKEN:
+                # The replies were good, but the server spoke unasked after them:
+                # a later call could take those bytes for its reply.
+                self._fail("the server sent bytes nobody asked for")
+            return self._hand_back(value)
+        except BaseException as exc:
+            raise_ = exc
+            if mine:
                 self._owner = None
-                return value
-            except _IN_STEP:
-                self._owner = None
-                if self._conn.state is State.BROKEN:
-                    # A refusal, and bytes nobody asked for after it.
-                    self._fail("the server sent bytes nobody asked for")
+                if isinstance(exc, _IN_STEP):
+                    if self._conn.state is State.BROKEN:
+                        # A refusal, and bytes nobody asked for after it.
+                        self._fail("the server sent bytes nobody asked for")
+                else:
+                    raise_ = self._interrupted(exc)
+            if held:
+                lock.release()
+            if raise_ is exc:
                 raise
-            except BaseException as exc:
-                self._owner = None
-                self._give_up(exc)
+            raise raise_ from exc
+
+    def _hand_back(self, value: T) -> T:
+        # No call is in progress any more, the lock is given back and the value
+        # goes to the caller, in one line: an exception cannot come between them.
+        return (setattr(self, "_owner", None), self._lock.release(), value)[2]  # type: ignore[func-returns-value]
 
     def _run(self, commands: Sequence[Command], wait: float | None) -> list[Event]:
         conn = self._conn
         sock = self._sock
         assert sock is not None
-        if len(commands) == 1:
-            data = conn.send(commands[0])
-        else:
-            data = b"".join([conn.send(c) for c in commands])
+        n = len(commands)
+        data = conn.send(commands[0]) if n == 1 else b"".join([conn.send(c) for c in commands])
         timeout = self.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         events: list[Event] = []
-        n = len(commands)
-        if len(commands) == 1 and len(data) <= _SLICE:
+        if n == 1 and len(data) <= _SLICE:
             sock.sendall(data)
         else:
             self._write_reading(memoryview(data), events, n, deadline)
@@ -254,11 +274,11 @@ class Transport:
             raise BrokenConnectionError("the server closed the connection")
         conn = self._conn
         conn.receive_data(data)
-        next_event = conn.next_event
-        append = events.append
         try:
-            while (event := next_event()) is not NEED_DATA:
-                append(event)
+            while len(events) < n and (event := conn.next_event()) is not NEED_DATA:
+                events.append(event)
+            if len(events) == n and conn.buffered:
+                conn.next_event()  # raises for the bytes after the replies owed
         except RemoteProtocolError:
             if len(events) < n:
                 raise
@@ -304,14 +324,6 @@ class Transport:
         self._conn.send_failed()
         if self._sock is not None:
             self._sock.close()
-
-    def _give_up(self, exc: BaseException) -> NoReturn:
-        """Give up on the connection after ``exc`` and raise it, or a socket
-        error other than a timeout as :class:`BrokenConnectionError`."""
-        replacement = self._interrupted(exc)
-        if replacement is exc:
-            raise exc
-        raise replacement from exc
 
     def _interrupted(self, exc: BaseException) -> BaseException:
         """Give up on the connection after ``exc``; return what to raise: a

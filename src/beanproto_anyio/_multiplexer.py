@@ -67,7 +67,7 @@ from beanproto import (
     Reserved,
     State,
 )
-from beanproto.adapter import blocks, reserves
+from beanproto.adapter import blocks
 
 __all__ = ["Multiplexer"]
 
@@ -90,11 +90,10 @@ _IN_STEP: Final = (CommandError, BodyDecodeError)
 class _Call:
     """One command awaiting its reply."""
 
-    __slots__ = ("abandoned", "blocks", "error", "event", "reserves", "wakeup")
+    __slots__ = ("abandoned", "command", "error", "event", "wakeup")
 
     def __init__(self, command: Command) -> None:
-        self.blocks = blocks(command)  # the server waits: giving up means closing
-        self.reserves = reserves(command)  # its reply may be a job reserved for it
+        self.command = command
         self.event: Event | None = None
         self.error: BaseException | None = None
         self.abandoned = False  # its caller gave up; the reader drops its reply
@@ -203,7 +202,10 @@ class Multiplexer:
         """Record ``commands`` in the core, their calls in the FIFO, their bytes
         in the output buffer."""
         conn = self._conn
-        data = b"".join([conn.send(command) for command in commands])
+        if len(commands) == 1:
+            data = conn.send(commands[0])
+        else:
+            data = b"".join([conn.send(command) for command in commands])
         self._calls.extend(calls)
         self._out.append(data)
 
@@ -305,7 +307,7 @@ class Multiplexer:
         call: _Call | None = None  # the call being handed its reply
         try:
             conn.receive_data(data)
-            while (event := conn.next_event()) is not NEED_DATA:
+            while calls and (event := conn.next_event()) is not NEED_DATA:
                 call = calls.popleft()
                 if not call.abandoned:
                     call.event = event
@@ -313,6 +315,8 @@ class Multiplexer:
                         call.wakeup.set()
                 elif type(event) is Reserved:
                     lost_job = True
+            if not calls and conn.buffered:
+                conn.next_event()  # raises for bytes nobody asked for
         except RemoteProtocolError as exc:
             if calls:
                 call = calls.popleft()
@@ -372,7 +376,7 @@ class Multiplexer:
             if call.event is not None:
                 if type(call.event) is Reserved:
                     self._break("a job arrived for a cancelled reserve; the connection was closed")
-            elif call.blocks:
+            elif blocks(call.command):  # the server waits: giving up means closing
                 self._break("a waiting reserve was cancelled; the connection was closed", exc)
             else:
                 call.abandoned = True  # the reader drops its reply

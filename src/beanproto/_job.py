@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -10,7 +11,7 @@ __all__ = ["Job"]
 BodyT = TypeVar("BodyT", bytes, str)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Job(Generic[BodyT]):
     """A job: its id and its body (``bytes``, or ``str`` from a client with an encoding).
 
@@ -20,5 +21,20 @@ class Job(Generic[BodyT]):
     id: int
     body: BodyT
 
+    # By hand, through the slots: a worker builds one per job, and the generated
+    # frozen __init__ goes through object.__setattr__ per field.
+    def __init__(self, id: int, body: BodyT) -> None:
+        _set_id(self, id)
+        _set_body(self, body)
+
     def __repr__(self) -> str:
         return f"Job(id={self.id}, body=<{len(self.body)} {type(self.body).__name__}>)"
+
+
+def _slot_setter(field: str) -> Callable[[object, object], None]:
+    setter: Callable[[object, object], None] = getattr(Job, field).__set__
+    return setter
+
+
+_set_id = _slot_setter("id")
+_set_body = _slot_setter("body")

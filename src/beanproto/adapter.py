@@ -113,11 +113,17 @@ def setup_commands(use: str | None, watch: str | Iterable[str] | None) -> list[C
     return setup
 
 
+_RESERVE: Final = Reserve()
+_POLL: Final = ReserveWithTimeout(0)
+
+
 def reserve_command(timeout: float | None) -> Reserve | ReserveWithTimeout:
     """``reserve`` for ``None``, else ``reserve-with-timeout`` with the seconds
     rounded up (0 polls)."""
     if timeout is None:
-        return Reserve()
+        return _RESERVE  # commands are immutable: the common ones are built once
+    if timeout == 0 and type(timeout) is int:
+        return _POLL
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
     if not 0 <= timeout <= MAX_RESERVE_TIMEOUT:  # NaN fails this too

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from types import TracebackType
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import Any, Final, Generic, TypeVar, cast, overload
 
 import anyio
 import anyio.abc
@@ -85,6 +85,17 @@ from ._multiplexer import Multiplexer
 __all__ = ["Address", "Client", "connect"]
 
 BodyT = TypeVar("BodyT", bytes, str)
+
+# What the methods that return nothing (or the event itself) expect.
+_DELETED: Final = partial(expect, kind=Deleted)
+_RELEASED: Final = partial(expect, kind=Released)
+_BURIED: Final = partial(expect, kind=Buried)
+_TOUCHED: Final = partial(expect, kind=Touched)
+_KICKED: Final = partial(expect, kind=Kicked)
+_SERVERSTATS: Final = partial(expect, kind=ServerStats)
+_JOBSTATS: Final = partial(expect, kind=JobStats)
+_TUBESTATS: Final = partial(expect, kind=TubeStats)
+_PAUSED: Final = partial(expect, kind=Paused)
 
 Address = tuple[str, int] | str
 """What :func:`connect` connects to: ``(host, port)`` or a Unix socket path."""
@@ -269,7 +280,7 @@ class Client(Generic[BodyT]):
 
     async def delete(self, job_or_id: Job[Any] | int) -> None:
         """Delete a job (a :class:`beanproto.Job` or its id)."""
-        await self._mux.request(Delete(job_id(job_or_id)), partial(expect, kind=Deleted))
+        await self._mux.request(Delete(job_id(job_or_id)), _DELETED)
 
     async def delete_many(self, jobs_or_ids: Iterable[Job[Any] | int]) -> None:
         """Delete many jobs in one pipelined exchange.
@@ -290,15 +301,15 @@ class Client(Generic[BodyT]):
     ) -> None:
         """Put a reserved job back into the ready queue (or delayed, by ``delay`` s)."""
         release = Release(job_id(job_or_id), priority, delay)
-        await self._mux.request(release, partial(expect, kind=Released))
+        await self._mux.request(release, _RELEASED)
 
     async def bury(self, job_or_id: Job[Any] | int, priority: int = DEFAULT_PRIORITY) -> None:
         """Set a reserved job aside until it is kicked."""
-        await self._mux.request(Bury(job_id(job_or_id), priority), partial(expect, kind=Buried))
+        await self._mux.request(Bury(job_id(job_or_id), priority), _BURIED)
 
     async def touch(self, job_or_id: Job[Any] | int) -> None:
         """Ask for more time: restart the TTR of a reserved job."""
-        await self._mux.request(Touch(job_id(job_or_id)), partial(expect, kind=Touched))
+        await self._mux.request(Touch(job_id(job_or_id)), _TOUCHED)
 
     async def watch(self, tube: str) -> int:
         """Add ``tube`` to the watch list; return how many tubes are watched."""
@@ -340,20 +351,20 @@ class Client(Generic[BodyT]):
 
     async def kick_job(self, job_or_id: Job[Any] | int) -> None:
         """Kick one buried or delayed job into the ready queue."""
-        await self._mux.request(KickJob(job_id(job_or_id)), partial(expect, kind=Kicked))
+        await self._mux.request(KickJob(job_id(job_or_id)), _KICKED)
 
     async def stats(self) -> ServerStats:
         """The server's statistics."""
-        return await self._mux.request(Stats(), partial(expect, kind=ServerStats))
+        return await self._mux.request(Stats(), _SERVERSTATS)
 
     async def stats_job(self, job_or_id: Job[Any] | int) -> JobStats:
         """A job's statistics."""
-        return await self._mux.request(StatsJob(job_id(job_or_id)), partial(expect, kind=JobStats))
+        return await self._mux.request(StatsJob(job_id(job_or_id)), _JOBSTATS)
 
     async def stats_tube(self, tube: str) -> TubeStats:
         """A tube's statistics. Raises :class:`beanproto.NotFoundError` for a tube
         that does not exist."""
-        return await self._mux.request(StatsTube(tube), partial(expect, kind=TubeStats))
+        return await self._mux.request(StatsTube(tube), _TUBESTATS)
 
     async def tubes(self) -> list[str]:
         """Every existing tube."""
@@ -361,7 +372,7 @@ class Client(Generic[BodyT]):
 
     async def pause_tube(self, tube: str, delay: int) -> None:
         """Hold back reserves from ``tube`` for ``delay`` seconds."""
-        await self._mux.request(PauseTube(tube, delay), partial(expect, kind=Paused))
+        await self._mux.request(PauseTube(tube, delay), _PAUSED)
 
     # -- lifetime --------------------------------------------------------------------
 

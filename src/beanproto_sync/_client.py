@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import partial
 from types import TracebackType
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import Any, Final, Generic, TypeVar, cast, overload
 
 from beanproto import (
     DEFAULT_MAX_BODY_SIZE,
@@ -77,6 +77,17 @@ from ._transport import SAME, Address, Transport
 __all__ = ["Client"]
 
 BodyT = TypeVar("BodyT", bytes, str)
+
+# What the methods that return nothing (or the event itself) expect.
+_DELETED: Final = partial(expect, kind=Deleted)
+_RELEASED: Final = partial(expect, kind=Released)
+_BURIED: Final = partial(expect, kind=Buried)
+_TOUCHED: Final = partial(expect, kind=Touched)
+_KICKED: Final = partial(expect, kind=Kicked)
+_SERVERSTATS: Final = partial(expect, kind=ServerStats)
+_JOBSTATS: Final = partial(expect, kind=JobStats)
+_TUBESTATS: Final = partial(expect, kind=TubeStats)
+_PAUSED: Final = partial(expect, kind=Paused)
 
 
 class Client(Generic[BodyT]):
@@ -250,7 +261,7 @@ class Client(Generic[BodyT]):
 
     def delete(self, job_or_id: Job[Any] | int) -> None:
         """Delete a job (a :class:`beanproto.Job` or its id)."""
-        self._transport.request(Delete(job_id(job_or_id)), partial(expect, kind=Deleted))
+        self._transport.request(Delete(job_id(job_or_id)), _DELETED)
 
     def delete_many(self, jobs_or_ids: Iterable[Job[Any] | int]) -> None:
         """Delete many jobs in one pipelined exchange.
@@ -270,15 +281,15 @@ class Client(Generic[BodyT]):
     ) -> None:
         """Put a reserved job back into the ready queue (or delayed, by ``delay`` s)."""
         release = Release(job_id(job_or_id), priority, delay)
-        self._transport.request(release, partial(expect, kind=Released))
+        self._transport.request(release, _RELEASED)
 
     def bury(self, job_or_id: Job[Any] | int, priority: int = DEFAULT_PRIORITY) -> None:
         """Set a reserved job aside until it is kicked."""
-        self._transport.request(Bury(job_id(job_or_id), priority), partial(expect, kind=Buried))
+        self._transport.request(Bury(job_id(job_or_id), priority), _BURIED)
 
     def touch(self, job_or_id: Job[Any] | int) -> None:
         """Ask for more time: restart the TTR of a reserved job."""
-        self._transport.request(Touch(job_id(job_or_id)), partial(expect, kind=Touched))
+        self._transport.request(Touch(job_id(job_or_id)), _TOUCHED)
 
     def watch(self, tube: str) -> int:
         """Add ``tube`` to the watch list; return how many tubes are watched."""
@@ -320,20 +331,20 @@ class Client(Generic[BodyT]):
 
     def kick_job(self, job_or_id: Job[Any] | int) -> None:
         """Kick one buried or delayed job into the ready queue."""
-        self._transport.request(KickJob(job_id(job_or_id)), partial(expect, kind=Kicked))
+        self._transport.request(KickJob(job_id(job_or_id)), _KICKED)
 
     def stats(self) -> ServerStats:
         """The server's statistics."""
-        return self._transport.request(Stats(), partial(expect, kind=ServerStats))
+        return self._transport.request(Stats(), _SERVERSTATS)
 
     def stats_job(self, job_or_id: Job[Any] | int) -> JobStats:
         """A job's statistics."""
-        return self._transport.request(StatsJob(job_id(job_or_id)), partial(expect, kind=JobStats))
+        return self._transport.request(StatsJob(job_id(job_or_id)), _JOBSTATS)
 
     def stats_tube(self, tube: str) -> TubeStats:
         """A tube's statistics. Raises :class:`beanproto.NotFoundError` for a tube
         that does not exist."""
-        return self._transport.request(StatsTube(tube), partial(expect, kind=TubeStats))
+        return self._transport.request(StatsTube(tube), _TUBESTATS)
 
     def tubes(self) -> list[str]:
         """Every existing tube."""
@@ -341,7 +352,7 @@ class Client(Generic[BodyT]):
 
     def pause_tube(self, tube: str, delay: int) -> None:
         """Hold back reserves from ``tube`` for ``delay`` seconds."""
-        self._transport.request(PauseTube(tube, delay), partial(expect, kind=Paused))
+        self._transport.request(PauseTube(tube, delay), _PAUSED)
 
     # -- lifetime --------------------------------------------------------------------
 

@@ -75,3 +75,13 @@ async def test_tls_through_a_terminating_proxy(server: Server, tube: str) -> Non
                     pass
         tg.cancel_scope.cancel()
     assert served >= 1
+
+
+async def test_tls_to_a_plain_port_is_bounded_by_fail_after(server: Server) -> None:
+    # beanstalkd speaks no TLS: the handshake waits for ever, as docs/anyio.md says,
+    # and a fail_after around the connect alone ends it (the pattern shown there).
+    start = anyio.current_time()
+    async with contextlib.AsyncExitStack() as stack:
+        with pytest.raises(TimeoutError), anyio.fail_after(0.5):
+            await stack.enter_async_context(connect(server.address, tls=True))
+    assert anyio.current_time() - start < 2

@@ -2,6 +2,8 @@
 # The whole test suite, from a fresh Debian machine: sets everything up
 # (beanstalkd, .venv, the project), then runs the quality gates and pytest.
 # pytest starts and stops its own private beanstalkd servers on free loopback ports.
+# The whole-suite run ends with two matrices: beanstalkd 1.10 to 1.13
+# (scripts/version-matrix.sh) and the other installed CPythons (scripts/python-matrix.sh).
 # Extra arguments go to pytest (e.g. scripts/test.sh -k stats -x), without the
 # coverage gate, which only makes sense for the whole suite.
 set -euo pipefail
@@ -45,6 +47,14 @@ if not core.__file__.endswith((".so", ".pyd")):
     echo "== pytest (mypyc-compiled core)"
     PYTHONPATH=$compiled .venv/bin/python -m pytest -p no:cacheprovider \
         tests/core tests/behaviour tests/sync
+
+    # The behaviour suite and the core's live tests against beanstalkd 1.10 to 1.13 (built
+    # from ../shared/beanstalkd/ where it exists), then the core's tests and the behaviour
+    # suite on the other installed CPythons (3.10 to 3.13). Both run to the end.
+    matrix_failed=0
+    bash scripts/version-matrix.sh || matrix_failed=1
+    bash scripts/python-matrix.sh || matrix_failed=1
+    [ "$matrix_failed" = 0 ] || { echo "== a matrix run failed (above)"; exit 1; }
 else
     .venv/bin/python -m pytest -p no:cacheprovider "$@"
 fi

@@ -2,12 +2,24 @@
 
 One server serves the whole session (fresh tube names keep tests apart); tests
 that need special flags or signals start their own with ``start_server``.
+
+Every server is the binary ``beanstalkd_binary()`` names (``$BEANSTALKD``, else the
+system's), and ``server_version()`` is its version: ``scripts/version-matrix.sh`` runs
+the behaviour suite and the core's live tests against beanstalkd 1.10 to 1.13 that way.
+A test that only holds on some versions says so with the ``beanstalkd`` marker::
+
+    @pytest.mark.beanstalkd(since="1.12", reason="reserve-job is new in 1.12")
+    @pytest.mark.beanstalkd(before="1.12", reason="...")
+
+and is skipped, with the reason, on the other versions.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -44,6 +56,52 @@ def beanstalkd_binary() -> str:
             returncode=4,
         )
     return path
+
+
+@functools.cache
+def server_version() -> tuple[int, int]:
+    """The (major, minor) version of the beanstalkd the tests start (``beanstalkd -v``)."""
+    binary = beanstalkd_binary()
+    out = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10).stdout
+    match = re.search(r"(\d+)\.(\d+)", out)
+    if match is None:
+        raise RuntimeError(f"cannot read the version of {binary} from `-v`: {out!r}")
+    return int(match[1]), int(match[2])
+
+
+def server_version_text() -> str:
+    """``server_version()`` as beanstalkd writes it: ``"1.12"``."""
+    major, minor = server_version()
+    return f"{major}.{minor}"
+
+
+def _version(text: str) -> tuple[int, int]:
+    major, minor = text.split(".")
+    return int(major), int(minor)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip a test whose ``beanstalkd(since=..., before=...)`` marks exclude this server."""
+    for item in items:
+        for mark in item.iter_markers("beanstalkd"):
+            since, before = mark.kwargs.get("since"), mark.kwargs.get("before")
+            reason = mark.kwargs.get("reason", "")
+            have, shown = server_version(), server_version_text()
+            if since is not None and have < _version(since):
+                why = f"needs beanstalkd {since} or newer, this is {shown}: {reason}"
+            elif before is not None and have >= _version(before):
+                why = f"only for beanstalkd before {before}, this is {shown}: {reason}"
+            else:
+                continue
+            item.add_marker(pytest.mark.skip(reason=why))
+            break
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    path = os.environ.get("BEANSTALKD") or shutil.which("beanstalkd") or "/usr/bin/beanstalkd"
+    if not os.path.exists(path):
+        return f"beanstalkd: {path} (not found)"
+    return f"beanstalkd: {path} (version {server_version_text()})"
 
 
 def free_port() -> int:
@@ -109,35 +167,57 @@ def _wait_ready(proc: subprocess.Popen[bytes], target: str | tuple[str, int]) ->
         time.sleep(0.02)
 
 
+def launch(args: list[str], target: str | tuple[str, int]) -> subprocess.Popen[bytes]:
+    """Start beanstalkd with ``args`` and wait until it answers at ``target``. On any
+    failure the process is killed and its stderr pipe closed (an open pipe left to the
+    garbage collector is a ``ResourceWarning``, which fails whatever test is running)."""
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        _wait_ready(proc, target)
+    except BaseException:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+        raise
+    return proc
+
+
+#: Unix sockets (``-l unix:PATH``) are new in beanstalkd 1.12; older servers exit at once.
+UNIX_SOCKETS_SINCE = "1.12"
+
+
 def start_server(*flags: str, unix: bool = False) -> Server:
-    """Start a private beanstalkd on a free loopback port (or a Unix socket)."""
+    """Start a private beanstalkd on a free loopback port (or a Unix socket).
+
+    A Unix socket on a server older than 1.12 skips the calling test."""
     binary = beanstalkd_binary()
     if unix:
-        path = os.path.join(tempfile.mkdtemp(prefix="bp-"), "beanstalkd.sock")
-        proc = subprocess.Popen(
-            [binary, "-l", f"unix:{path}", *flags],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-        )
-        _wait_ready(proc, path)
+        if server_version() < _version(UNIX_SOCKETS_SINCE):
+            pytest.skip(
+                f"beanstalkd {server_version_text()} has no Unix sockets "
+                f"(-l unix: is new in {UNIX_SOCKETS_SINCE})"
+            )
+        folder = tempfile.mkdtemp(prefix="bp-")
+        path = os.path.join(folder, "beanstalkd.sock")
+        try:
+            proc = launch([binary, "-l", f"unix:{path}", *flags], path)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         return Server(proc, None, None, unix_path=path, flags=flags)
+    error: RuntimeError | None = None
     for _ in range(20):
         port = free_port()
-        proc = subprocess.Popen(
-            [binary, "-l", "127.0.0.1", "-p", str(port), *flags],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-        )
+        args = [binary, "-l", "127.0.0.1", "-p", str(port), *flags]
         try:
-            _wait_ready(proc, ("127.0.0.1", port))
-        except RuntimeError:
-            proc.kill()
-            proc.wait()
-            if proc.stderr:
-                proc.stderr.close()
+            proc = launch(args, ("127.0.0.1", port))
+        except RuntimeError as exc:
+            error = exc  # most likely the port was taken meanwhile: try another
             continue
         return Server(proc, "127.0.0.1", port, flags=flags)
-    raise RuntimeError("could not start beanstalkd on a free port")
+    raise RuntimeError(f"could not start beanstalkd on a free port ({error})")
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ from robust_helpers import PortalClient
 
 import beanproto as bp
 from beanproto_sync import Client
-from conftest import Server, new_tube_name, start_server
+from conftest import Server, new_tube_name, server_version, start_server
 
 N_CLIENTS = 3
 priorities = st.one_of(st.integers(0, 3), st.just(1023), st.just(1024), st.integers(0, bp.MAX_U32))
@@ -200,6 +200,11 @@ class BeanstalkdModel(RuleBasedStateMachine):
     @rule(c=client_ix, n=picks)
     def reserve_job(self, c: int, n: int) -> None:
         job_id = self.pick(n)
+        if server_version() < (1, 12):
+            # reserve-job is new in 1.12: older servers refuse it, and nothing changes.
+            with pytest.raises(bp.BadFormatError):
+                self.clients[c].client.reserve_job(job_id)
+            return
         job = self.jobs.get(job_id)
         if job is None or job.state == "reserved":
             with pytest.raises(bp.NotFoundError):

@@ -148,7 +148,16 @@ async def test_cancelled_poll_without_a_job_stays_in_sync(server: Server, tube: 
         assert not c.closed
 
 
-@pytest.mark.parametrize("how", ["poll", "reserve_job"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "poll",
+        pytest.param(
+            "reserve_job",
+            marks=pytest.mark.beanstalkd(since="1.12", reason="reserve-job is new in 1.12"),
+        ),
+    ],
+)
 async def test_cancelled_poll_that_got_a_job_closes_and_returns_it(
     server: Server, tube: str, how: str
 ) -> None:

@@ -124,6 +124,7 @@ async def test_reserve_timeouts(client: Client[bytes]) -> None:
     await client.delete(await client.reserve())
 
 
+@pytest.mark.beanstalkd(since="1.12", reason="it uses reserve-job, new in 1.12")
 async def test_release_bury_kick_touch(client: Client[bytes]) -> None:
     job_id = await client.put(b"x", priority=5)
     job = await client.reserve(timeout=0)
@@ -157,6 +158,7 @@ async def test_release_bury_kick_touch(client: Client[bytes]) -> None:
         await client.reserve_job(job_id)
 
 
+@pytest.mark.beanstalkd(since="1.12", reason="reserve-job is new in 1.12")
 async def test_reserve_job(client: Client[bytes]) -> None:
     job_id = await client.put(b"by id")
     job = await client.reserve_job(job_id)
@@ -207,6 +209,7 @@ async def test_job_too_big(fresh_server: Callable[..., Server]) -> None:
         assert await c.put(b"x" * 10) > 0
 
 
+@pytest.mark.beanstalkd(since="1.12", reason="it waits for the draining stat, new in 1.12")
 async def test_draining(fresh_server: Callable[..., Server]) -> None:
     srv = fresh_server()
     async with connect(srv.address) as c:

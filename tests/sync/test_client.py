@@ -158,6 +158,7 @@ def test_the_next_call_after_a_reserve_has_the_clients_timeout(reply: bytes) -> 
         assert c.closed
 
 
+@pytest.mark.beanstalkd(since="1.12", reason="it uses reserve-job, new in 1.12")
 def test_release_bury_kick_touch(client: Client[bytes], tube: str) -> None:
     job_id = client.put(b"x", priority=5)
     job = client.reserve(timeout=0)
@@ -191,6 +192,7 @@ def test_release_bury_kick_touch(client: Client[bytes], tube: str) -> None:
         client.reserve_job(job_id)
 
 
+@pytest.mark.beanstalkd(since="1.12", reason="reserve-job is new in 1.12")
 def test_reserve_job(client: Client[bytes]) -> None:
     job_id = client.put(b"by id")
     job = client.reserve_job(job_id)
@@ -241,6 +243,7 @@ def test_job_too_big(fresh_server: Callable[..., Server]) -> None:
         assert c.put(b"x" * 10) > 0
 
 
+@pytest.mark.beanstalkd(since="1.12", reason="it waits for the draining stat, new in 1.12")
 def test_draining(fresh_server: Callable[..., Server]) -> None:
     srv = fresh_server()
     with Client(srv.address) as c:

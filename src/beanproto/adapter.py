@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
 from ._commands import (
@@ -34,34 +34,49 @@ from ._commands import (
 )
 from ._errors import BodyDecodeError, CommandError, InvalidArgument
 from ._events import (
+    Buried,
+    Deleted,
     Event,
     Found,
     Inserted,
     Kicked,
+    Paused,
+    Released,
     Reserved,
+    Touched,
     TubeList,
     Using,
     Watching,
     error_for_event,
 )
 from ._job import Job
+from ._stats import JobStats, ServerStats, TubeStats
 
 __all__ = [
     "KEEPALIVE",
     "batch_outcomes",
     "blocks",
+    "buried",
+    "deleted",
     "encode_body",
     "expect",
     "inserted_id",
     "job_from_event",
     "job_id",
+    "job_stats",
     "kick_count",
+    "kicked",
+    "paused",
     "put_commands",
+    "released",
     "reserve_command",
     "reserves",
+    "server_stats",
     "set_tcp_options",
     "setup_commands",
+    "touched",
     "tube_names",
+    "tube_stats",
     "using_tube",
     "watch_count",
 ]
@@ -201,6 +216,38 @@ def kick_count(event: Event) -> int:
     count = expect(event, Kicked).count
     assert count is not None  # the reply table gives kick a count
     return count
+
+
+def _done(kind: type[Event], what: str) -> Callable[[Event], None]:
+    def done(event: Event) -> None:
+        expect(event, kind)
+
+    done.__name__ = done.__qualname__ = what
+    done.__doc__ = f"Check that the reply is ``{kind.__name__}``, else raise its error."
+    return done
+
+
+deleted: Final = _done(Deleted, "deleted")
+released: Final = _done(Released, "released")
+buried: Final = _done(Buried, "buried")
+touched: Final = _done(Touched, "touched")
+kicked: Final = _done(Kicked, "kicked")
+paused: Final = _done(Paused, "paused")
+
+
+def server_stats(event: Event) -> ServerStats:
+    """The reply of ``stats``."""
+    return expect(event, ServerStats)
+
+
+def job_stats(event: Event) -> JobStats:
+    """The reply of ``stats-job``."""
+    return expect(event, JobStats)
+
+
+def tube_stats(event: Event) -> TubeStats:
+    """The reply of ``stats-tube``."""
+    return expect(event, TubeStats)
 
 
 def job_from_event(event: Event, encoding: str | None) -> Job[Any]:

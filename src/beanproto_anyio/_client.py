@@ -13,9 +13,8 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from functools import partial
 from types import TracebackType
-from typing import Any, Final, Generic, TypeVar, cast, overload
+from typing import Any, Generic, TypeVar, cast, overload
 
 import anyio
 import anyio.abc
@@ -26,7 +25,6 @@ from beanproto import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_PRIORITY,
     DEFAULT_TTR,
-    Buried,
     Bury,
     Connection,
     Delete,
@@ -38,12 +36,10 @@ from beanproto import (
     Job,
     JobStats,
     Kick,
-    Kicked,
     KickJob,
     ListTubes,
     ListTubesWatched,
     ListTubeUsed,
-    Paused,
     PauseTube,
     Peek,
     PeekBuried,
@@ -51,31 +47,37 @@ from beanproto import (
     PeekReady,
     Put,
     Release,
-    Released,
     ReserveJob,
     ServerStats,
     Stats,
     StatsJob,
     StatsTube,
     Touch,
-    Touched,
     TubeStats,
     Use,
     Watch,
 )
 from beanproto.adapter import (
     batch_outcomes,
+    buried,
+    deleted,
     encode_body,
-    expect,
     inserted_id,
     job_from_event,
     job_id,
+    job_stats,
     kick_count,
+    kicked,
+    paused,
     put_commands,
+    released,
     reserve_command,
+    server_stats,
     set_tcp_options,
     setup_commands,
+    touched,
     tube_names,
+    tube_stats,
     using_tube,
     watch_count,
 )
@@ -86,16 +88,6 @@ __all__ = ["Address", "Client", "connect"]
 
 BodyT = TypeVar("BodyT", bytes, str)
 
-# What the methods that return nothing (or the event itself) expect.
-_DELETED: Final = partial(expect, kind=Deleted)
-_RELEASED: Final = partial(expect, kind=Released)
-_BURIED: Final = partial(expect, kind=Buried)
-_TOUCHED: Final = partial(expect, kind=Touched)
-_KICKED: Final = partial(expect, kind=Kicked)
-_SERVERSTATS: Final = partial(expect, kind=ServerStats)
-_JOBSTATS: Final = partial(expect, kind=JobStats)
-_TUBESTATS: Final = partial(expect, kind=TubeStats)
-_PAUSED: Final = partial(expect, kind=Paused)
 
 Address = tuple[str, int] | str
 """What :func:`connect` connects to: ``(host, port)`` or a Unix socket path."""
@@ -280,7 +272,7 @@ class Client(Generic[BodyT]):
 
     async def delete(self, job_or_id: Job[Any] | int) -> None:
         """Delete a job (a :class:`beanproto.Job` or its id)."""
-        await self._mux.request(Delete(job_id(job_or_id)), _DELETED)
+        await self._mux.request(Delete(job_id(job_or_id)), deleted)
 
     async def delete_many(self, jobs_or_ids: Iterable[Job[Any] | int]) -> None:
         """Delete many jobs in one pipelined exchange.
@@ -301,15 +293,15 @@ class Client(Generic[BodyT]):
     ) -> None:
         """Put a reserved job back into the ready queue (or delayed, by ``delay`` s)."""
         release = Release(job_id(job_or_id), priority, delay)
-        await self._mux.request(release, _RELEASED)
+        await self._mux.request(release, released)
 
     async def bury(self, job_or_id: Job[Any] | int, priority: int = DEFAULT_PRIORITY) -> None:
         """Set a reserved job aside until it is kicked."""
-        await self._mux.request(Bury(job_id(job_or_id), priority), _BURIED)
+        await self._mux.request(Bury(job_id(job_or_id), priority), buried)
 
     async def touch(self, job_or_id: Job[Any] | int) -> None:
         """Ask for more time: restart the TTR of a reserved job."""
-        await self._mux.request(Touch(job_id(job_or_id)), _TOUCHED)
+        await self._mux.request(Touch(job_id(job_or_id)), touched)
 
     async def watch(self, tube: str) -> int:
         """Add ``tube`` to the watch list; return how many tubes are watched."""
@@ -351,20 +343,20 @@ class Client(Generic[BodyT]):
 
     async def kick_job(self, job_or_id: Job[Any] | int) -> None:
         """Kick one buried or delayed job into the ready queue."""
-        await self._mux.request(KickJob(job_id(job_or_id)), _KICKED)
+        await self._mux.request(KickJob(job_id(job_or_id)), kicked)
 
     async def stats(self) -> ServerStats:
         """The server's statistics."""
-        return await self._mux.request(Stats(), _SERVERSTATS)
+        return await self._mux.request(Stats(), server_stats)
 
     async def stats_job(self, job_or_id: Job[Any] | int) -> JobStats:
         """A job's statistics."""
-        return await self._mux.request(StatsJob(job_id(job_or_id)), _JOBSTATS)
+        return await self._mux.request(StatsJob(job_id(job_or_id)), job_stats)
 
     async def stats_tube(self, tube: str) -> TubeStats:
         """A tube's statistics. Raises :class:`beanproto.NotFoundError` for a tube
         that does not exist."""
-        return await self._mux.request(StatsTube(tube), _TUBESTATS)
+        return await self._mux.request(StatsTube(tube), tube_stats)
 
     async def tubes(self) -> list[str]:
         """Every existing tube."""
@@ -372,7 +364,7 @@ class Client(Generic[BodyT]):
 
     async def pause_tube(self, tube: str, delay: int) -> None:
         """Hold back reserves from ``tube`` for ``delay`` seconds."""
-        await self._mux.request(PauseTube(tube, delay), _PAUSED)
+        await self._mux.request(PauseTube(tube, delay), paused)
 
     # -- lifetime --------------------------------------------------------------------
 

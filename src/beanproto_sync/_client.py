@@ -11,15 +11,13 @@ clients do alike is :mod:`beanproto.adapter`'s.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import partial
 from types import TracebackType
-from typing import Any, Final, Generic, TypeVar, cast, overload
+from typing import Any, Generic, TypeVar, cast, overload
 
 from beanproto import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_PRIORITY,
     DEFAULT_TTR,
-    Buried,
     Bury,
     Delete,
     Deleted,
@@ -30,12 +28,10 @@ from beanproto import (
     Job,
     JobStats,
     Kick,
-    Kicked,
     KickJob,
     ListTubes,
     ListTubesWatched,
     ListTubeUsed,
-    Paused,
     PauseTube,
     Peek,
     PeekBuried,
@@ -43,7 +39,6 @@ from beanproto import (
     PeekReady,
     Put,
     Release,
-    Released,
     ReserveJob,
     ReserveWithTimeout,
     ServerStats,
@@ -51,23 +46,30 @@ from beanproto import (
     StatsJob,
     StatsTube,
     Touch,
-    Touched,
     TubeStats,
     Use,
     Watch,
 )
 from beanproto.adapter import (
     batch_outcomes,
+    buried,
+    deleted,
     encode_body,
-    expect,
     inserted_id,
     job_from_event,
     job_id,
+    job_stats,
     kick_count,
+    kicked,
+    paused,
     put_commands,
+    released,
     reserve_command,
+    server_stats,
     setup_commands,
+    touched,
     tube_names,
+    tube_stats,
     using_tube,
     watch_count,
 )
@@ -77,17 +79,6 @@ from ._transport import SAME, Address, Transport
 __all__ = ["Client"]
 
 BodyT = TypeVar("BodyT", bytes, str)
-
-# What the methods that return nothing (or the event itself) expect.
-_DELETED: Final = partial(expect, kind=Deleted)
-_RELEASED: Final = partial(expect, kind=Released)
-_BURIED: Final = partial(expect, kind=Buried)
-_TOUCHED: Final = partial(expect, kind=Touched)
-_KICKED: Final = partial(expect, kind=Kicked)
-_SERVERSTATS: Final = partial(expect, kind=ServerStats)
-_JOBSTATS: Final = partial(expect, kind=JobStats)
-_TUBESTATS: Final = partial(expect, kind=TubeStats)
-_PAUSED: Final = partial(expect, kind=Paused)
 
 
 class Client(Generic[BodyT]):
@@ -261,7 +252,7 @@ class Client(Generic[BodyT]):
 
     def delete(self, job_or_id: Job[Any] | int) -> None:
         """Delete a job (a :class:`beanproto.Job` or its id)."""
-        self._transport.request(Delete(job_id(job_or_id)), _DELETED)
+        self._transport.request(Delete(job_id(job_or_id)), deleted)
 
     def delete_many(self, jobs_or_ids: Iterable[Job[Any] | int]) -> None:
         """Delete many jobs in one pipelined exchange.
@@ -281,15 +272,15 @@ class Client(Generic[BodyT]):
     ) -> None:
         """Put a reserved job back into the ready queue (or delayed, by ``delay`` s)."""
         release = Release(job_id(job_or_id), priority, delay)
-        self._transport.request(release, _RELEASED)
+        self._transport.request(release, released)
 
     def bury(self, job_or_id: Job[Any] | int, priority: int = DEFAULT_PRIORITY) -> None:
         """Set a reserved job aside until it is kicked."""
-        self._transport.request(Bury(job_id(job_or_id), priority), _BURIED)
+        self._transport.request(Bury(job_id(job_or_id), priority), buried)
 
     def touch(self, job_or_id: Job[Any] | int) -> None:
         """Ask for more time: restart the TTR of a reserved job."""
-        self._transport.request(Touch(job_id(job_or_id)), _TOUCHED)
+        self._transport.request(Touch(job_id(job_or_id)), touched)
 
     def watch(self, tube: str) -> int:
         """Add ``tube`` to the watch list; return how many tubes are watched."""
@@ -331,20 +322,20 @@ class Client(Generic[BodyT]):
 
     def kick_job(self, job_or_id: Job[Any] | int) -> None:
         """Kick one buried or delayed job into the ready queue."""
-        self._transport.request(KickJob(job_id(job_or_id)), _KICKED)
+        self._transport.request(KickJob(job_id(job_or_id)), kicked)
 
     def stats(self) -> ServerStats:
         """The server's statistics."""
-        return self._transport.request(Stats(), _SERVERSTATS)
+        return self._transport.request(Stats(), server_stats)
 
     def stats_job(self, job_or_id: Job[Any] | int) -> JobStats:
         """A job's statistics."""
-        return self._transport.request(StatsJob(job_id(job_or_id)), _JOBSTATS)
+        return self._transport.request(StatsJob(job_id(job_or_id)), job_stats)
 
     def stats_tube(self, tube: str) -> TubeStats:
         """A tube's statistics. Raises :class:`beanproto.NotFoundError` for a tube
         that does not exist."""
-        return self._transport.request(StatsTube(tube), _TUBESTATS)
+        return self._transport.request(StatsTube(tube), tube_stats)
 
     def tubes(self) -> list[str]:
         """Every existing tube."""
@@ -352,7 +343,7 @@ class Client(Generic[BodyT]):
 
     def pause_tube(self, tube: str, delay: int) -> None:
         """Hold back reserves from ``tube`` for ``delay`` seconds."""
-        self._transport.request(PauseTube(tube, delay), _PAUSED)
+        self._transport.request(PauseTube(tube, delay), paused)
 
     # -- lifetime --------------------------------------------------------------------
 

@@ -221,7 +221,10 @@ class Transport:
                 else:
                     raise_ = self._interrupted(exc)
             if held:
-                lock.release()
+                # A signal handler can also raise just after _hand_back gave the
+                # lock back (after its release, a C call): not ours to release.
+                with contextlib.suppress(RuntimeError):
+                    lock.release()
             if raise_ is exc:
                 raise
             raise raise_ from exc

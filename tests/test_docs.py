@@ -39,6 +39,7 @@ PYTHON_PAGES = [
     "embedding.md",
     "cancellation.md",
     "errors.md",
+    "versions.md",
     "greenstalk.md",
     "../README.md",
 ]

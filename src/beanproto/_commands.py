@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_TTR",
     "DEFAULT_TUBE",
     "MAX_LINE_SIZE",
+    "MAX_LINE_SIZE_1_10",
     "MAX_RESERVE_TIMEOUT",
     "MAX_U32",
     "MAX_U64",
@@ -78,6 +79,9 @@ MAX_RESERVE_TIMEOUT: Final = 2**31 - 1
 MAX_LINE_SIZE: Final = 224
 """The server's line buffer, CRLF included (``LINE_BUF_SIZE`` in beanstalkd): the
 longest command line it accepts."""
+MAX_LINE_SIZE_1_10: Final = 208
+"""The line buffer of beanstalkd 1.10, CRLF included: give it to a client of a 1.10
+server as ``max_command_size`` (see :class:`~beanproto.Connection`)."""
 
 _TUBE_NAME = re.compile(r"[A-Za-z0-9+/;.$_()][A-Za-z0-9+/;.$_()\-]{0,199}")
 

@@ -34,6 +34,7 @@ from ._commands import (
     Ignore,
     ListTubesWatched,
     ListTubeUsed,
+    Put,
     Quit,
     Reserve,
     ReserveWithTimeout,
@@ -72,6 +73,9 @@ def _blocks(command: Command) -> bool:
 
 # The commands whose replies change what the connection knows.
 _NOTED: Final = frozenset({Use, Watch, Ignore, ListTubeUsed, ListTubesWatched})
+# Long enough for every command but the tube ones with long names (a release with
+# a 20-digit id and two 10-digit numbers is 53 bytes).
+_MIN_COMMAND_SIZE: Final = 64
 _OPEN: Final = State.OPEN
 _QUIT_SENT: Final = State.QUIT_SENT
 
@@ -83,12 +87,20 @@ class Connection:
     ``max_line_size`` bounds a reply line (CRLF included) and ``max_body_size``
     a reply body (job or stats payload); a server that exceeds either gets a
     :class:`RemoteProtocolError` as soon as it is known, whatever the chunking.
+
+    ``max_command_size`` is the longest command line (CRLF included) the server
+    reads: 224 bytes from beanstalkd 1.11 on, 208 in 1.10
+    (:data:`MAX_LINE_SIZE_1_10`), which runs the rest of a longer line as another
+    command. ``send`` refuses a longer line with :class:`InvalidArgument`, and a
+    ``use`` whose ``USING`` reply would not fit the server's buffer. (Only the
+    tube commands with names near 200 characters come that close.)
     """
 
     __slots__ = (
         "_buffer",
         "_closed_by",
         "_deferred",
+        "_max_command",
         "_pending",
         "_reader",
         "_ready",
@@ -102,6 +114,7 @@ class Connection:
         *,
         max_line_size: object = DEFAULT_MAX_LINE_SIZE,
         max_body_size: object = DEFAULT_MAX_BODY_SIZE,
+        max_command_size: object = MAX_LINE_SIZE,
     ) -> None:
         # Typed object, not int, so that a compiled build sees a bool as a bool.
         if isinstance(max_line_size, bool) or not isinstance(max_line_size, int):
@@ -112,6 +125,13 @@ class Connection:
             raise InvalidArgument(f"max_line_size must be at least {MAX_LINE_SIZE}")
         if max_body_size < 0:
             raise InvalidArgument("max_body_size must not be negative")
+        if isinstance(max_command_size, bool) or not isinstance(max_command_size, int):
+            raise TypeError("max_command_size must be an int")
+        if not _MIN_COMMAND_SIZE <= max_command_size <= MAX_LINE_SIZE:
+            raise InvalidArgument(
+                f"max_command_size must be between {_MIN_COMMAND_SIZE} and {MAX_LINE_SIZE}"
+            )
+        self._max_command = max_command_size
         self._buffer = ReceiveBuffer(max_line_size, max_body_size)
         self._reader = Reader(self._buffer, self._learn, _NOTED)
         self._pending: deque[Command] = deque()  # sent, awaiting replies, oldest first
@@ -170,6 +190,10 @@ class Connection:
         return self._buffer.max_body_size
 
     @property
+    def max_command_size(self) -> int:
+        return self._max_command
+
+    @property
     def buffered(self) -> int:
         """Bytes received and not yet turned into events."""
         return len(self._buffer)
@@ -196,6 +220,16 @@ class Connection:
         if self._state is not _OPEN:
             raise self._not_open("send")
         data = command._encode()
+        if len(data) > self._max_command and type(command) is not Put:
+            raise InvalidArgument(
+                f"a {command.verb} line of {len(data)} bytes is longer than the server reads "
+                f"(max_command_size={self._max_command})"
+            )
+        if type(command) is Use and len(command.tube) + 8 >= self._max_command:
+            raise InvalidArgument(
+                f"the reply to use of a {len(command.tube)}-character tube name does not fit "
+                f"the server's line buffer (max_command_size={self._max_command})"
+            )
         self._pending.append(command)
         if type(command) is Quit:
             self._state = State.QUIT_SENT

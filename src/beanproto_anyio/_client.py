@@ -25,6 +25,7 @@ from beanproto import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_PRIORITY,
     DEFAULT_TTR,
+    MAX_LINE_SIZE,
     Bury,
     Connection,
     Delete,
@@ -116,8 +117,12 @@ class Client(Generic[BodyT]):
     :meth:`put` takes ``str`` (or ``bytes``) and jobs carry ``str`` bodies
     (``Client[str]``). ``max_body_size`` bounds the body of a reply the client
     accepts (default 1 GiB); a server announcing more is refused at once with
-    :class:`beanproto.RemoteProtocolError`. The methods are those of :class:`beanproto_sync.Client`,
-    as coroutines; bound them with ``anyio.fail_after``/``move_on_after``.
+    :class:`beanproto.RemoteProtocolError`. ``max_command_size`` is the longest
+    command line the server reads: pass :data:`beanproto.MAX_LINE_SIZE_1_10` for
+    beanstalkd 1.10, and a command it could not read raises
+    :class:`beanproto.InvalidArgument` before anything is sent. The methods are
+    those of :class:`beanproto_sync.Client`, as coroutines; bound them with
+    ``anyio.fail_after``/``move_on_after``.
 
     Sharing: many tasks may use one client at once. Their commands never
     interleave on the wire, each reply reaches its caller, and commands that do
@@ -157,6 +162,7 @@ class Client(Generic[BodyT]):
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_command_size: int = MAX_LINE_SIZE,
     ) -> None: ...
 
     @overload
@@ -168,6 +174,7 @@ class Client(Generic[BodyT]):
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_command_size: int = MAX_LINE_SIZE,
     ) -> None: ...
 
     def __init__(
@@ -178,12 +185,15 @@ class Client(Generic[BodyT]):
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_command_size: int = MAX_LINE_SIZE,
     ) -> None:
         if encoding is not None:
             "".encode(encoding)  # LookupError now for an unknown encoding
         self._setup = setup_commands(use, watch)
         self._encoding = encoding
-        self._mux = Multiplexer(stream, max_body_size=max_body_size)
+        self._mux = Multiplexer(
+            stream, max_body_size=max_body_size, max_command_size=max_command_size
+        )
         self._address = _describe(stream)
 
     def _job(self, event: Event) -> Job[BodyT]:
@@ -419,6 +429,7 @@ def connect(
     tls: bool = False,
     ssl_context: ssl.SSLContext | None = None,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    max_command_size: int = MAX_LINE_SIZE,
 ) -> AbstractAsyncContextManager[Client[bytes]]: ...
 
 
@@ -432,6 +443,7 @@ def connect(
     tls: bool = False,
     ssl_context: ssl.SSLContext | None = None,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    max_command_size: int = MAX_LINE_SIZE,
 ) -> AbstractAsyncContextManager[Client[str]]: ...
 
 
@@ -444,6 +456,7 @@ def connect(
     tls: bool = False,
     ssl_context: ssl.SSLContext | None = None,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    max_command_size: int = MAX_LINE_SIZE,
 ) -> AbstractAsyncContextManager[Client[Any]]:
     """Connect to beanstalkd: ``async with connect(address) as client``.
 
@@ -458,7 +471,7 @@ def connect(
     if watch is not None and not isinstance(watch, str):
         watch = list(watch)  # read once: an iterator is used up by the check below
     setup_commands(use, watch)  # invalid tube names raise before connecting
-    Connection(max_body_size=max_body_size)  # and so does an invalid limit
+    Connection(max_body_size=max_body_size, max_command_size=max_command_size)  # and limits
     if isinstance(address, str):
         if tls or ssl_context is not None:
             raise InvalidArgument("TLS needs a (host, port) address")
@@ -466,7 +479,9 @@ def connect(
         raise TypeError(
             f"address must be (host, port) or a Unix socket path, not {type(address).__name__}"
         )
-    return _connect(address, encoding, use, watch, tls, ssl_context, max_body_size)
+    return _connect(
+        address, encoding, use, watch, tls, ssl_context, max_body_size, max_command_size
+    )
 
 
 @asynccontextmanager
@@ -478,6 +493,7 @@ async def _connect(
     tls: bool,
     ssl_context: ssl.SSLContext | None,
     max_body_size: int,
+    max_command_size: int,
 ) -> AsyncIterator[Client[Any]]:
     stream: anyio.abc.ByteStream
     if isinstance(address, str):
@@ -497,7 +513,12 @@ async def _connect(
                 raise
     try:
         client: Client[Any] = Client(
-            stream, encoding=encoding, use=use, watch=watch, max_body_size=max_body_size
+            stream,
+            encoding=encoding,
+            use=use,
+            watch=watch,
+            max_body_size=max_body_size,
+            max_command_size=max_command_size,
         )
     except BaseException:
         await anyio.aclose_forcefully(stream)

@@ -62,6 +62,7 @@ from beanproto import (
     CommandError,
     Connection,
     Event,
+    InvalidArgument,
     Quit,
     RemoteProtocolError,
     Reserved,
@@ -125,9 +126,11 @@ class Multiplexer:
         "_writing",
     )
 
-    def __init__(self, stream: anyio.abc.ByteStream, *, max_body_size: int) -> None:
+    def __init__(
+        self, stream: anyio.abc.ByteStream, *, max_body_size: int, max_command_size: int
+    ) -> None:
         self._stream = stream
-        self._conn = Connection(max_body_size=max_body_size)
+        self._conn = Connection(max_body_size=max_body_size, max_command_size=max_command_size)
         self._calls: deque[_Call] = deque()  # awaiting replies, in wire order
         self._out: list[bytes] = []  # submitted, not written yet
         self._writing = False
@@ -156,7 +159,9 @@ class Multiplexer:
             if not self._writing:
                 await self._write()
             return result(await self._wait(call))
-        except _IN_STEP:
+        except (*_IN_STEP, InvalidArgument):
+            # InvalidArgument comes only from the core's send, which refuses a
+            # command before recording it: nothing was submitted.
             raise
         except BaseException as exc:
             await self._abandon(call, exc)

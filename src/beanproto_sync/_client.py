@@ -18,6 +18,7 @@ from beanproto import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_PRIORITY,
     DEFAULT_TTR,
+    MAX_LINE_SIZE,
     Bury,
     Delete,
     Deleted,
@@ -95,7 +96,10 @@ class Client(Generic[BodyT]):
     ``max_body_size`` bounds the body of a reply (a job or a stats payload)
     that the client accepts; a server announcing more is refused at once with
     :class:`beanproto.RemoteProtocolError` (default: 1 GiB, beanstalkd's own
-    limit on ``max-job-size``).
+    limit on ``max-job-size``). ``max_command_size`` is the longest command line
+    the server reads: pass :data:`beanproto.MAX_LINE_SIZE_1_10` for beanstalkd 1.10,
+    and a command it could not read raises :class:`beanproto.InvalidArgument`
+    before anything is sent (docs/versions.md).
 
     ``timeout`` (seconds, ``None`` for none) bounds each call as a whole, every
     send and every reply, except the wait of a reserve: ``reserve(timeout=t)``
@@ -135,6 +139,7 @@ class Client(Generic[BodyT]):
         watch: str | Iterable[str] | None = None,
         timeout: float | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_command_size: int = MAX_LINE_SIZE,
     ) -> None: ...
 
     @overload
@@ -147,6 +152,7 @@ class Client(Generic[BodyT]):
         watch: str | Iterable[str] | None = None,
         timeout: float | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_command_size: int = MAX_LINE_SIZE,
     ) -> None: ...
 
     def __init__(
@@ -158,6 +164,7 @@ class Client(Generic[BodyT]):
         watch: str | Iterable[str] | None = None,
         timeout: float | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_command_size: int = MAX_LINE_SIZE,
     ) -> None:
         if encoding is not None:
             "".encode(encoding)  # LookupError now for an unknown encoding
@@ -168,6 +175,7 @@ class Client(Generic[BodyT]):
             address,
             timeout=timeout,
             max_body_size=max_body_size,
+            max_command_size=max_command_size,
             setup=setup_commands(use, watch),  # invalid names raise before connecting
         )
         self._transport.open()

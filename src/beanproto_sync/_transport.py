@@ -49,6 +49,7 @@ from beanproto import (
     Connection,
     Error,
     Event,
+    InvalidArgument,
     Quit,
     RemoteProtocolError,
     State,
@@ -92,6 +93,7 @@ class Transport:
         "_conn",
         "_lock",
         "_max_body_size",
+        "_max_command_size",
         "_owner",
         "_setup",
         "_sock",
@@ -105,6 +107,7 @@ class Transport:
         *,
         timeout: float | None,
         max_body_size: int,
+        max_command_size: int,
         setup: Sequence[Command],
     ) -> None:
         if not isinstance(address, (socket.socket, str, tuple)):
@@ -115,12 +118,13 @@ class Transport:
         self._address = address
         self.timeout = timeout
         self._max_body_size = max_body_size
+        self._max_command_size = max_command_size
         self._setup = list(setup)
         self._lock = threading.RLock()
         self._owner: int | None = None  # the thread in a call, while one is
         self._broken: str | None = "not connected yet"
         self._sock: socket.socket | None = None
-        self._conn = Connection(max_body_size=max_body_size)
+        self._conn = Connection(max_body_size=max_body_size, max_command_size=max_command_size)
         self.description = _describe(address)
 
     # -- opening ---------------------------------------------------------------------
@@ -134,7 +138,9 @@ class Transport:
         with self._lock:
             sock = self._connect()
             self._sock = sock
-            self._conn = Connection(max_body_size=self._max_body_size)
+            self._conn = Connection(
+                max_body_size=self._max_body_size, max_command_size=self._max_command_size
+            )
             try:
                 sock.settimeout(self.timeout)
                 set_tcp_options(sock)
@@ -214,7 +220,11 @@ class Transport:
             raise_ = exc
             if mine:
                 self._owner = None
-                if isinstance(exc, _IN_STEP):
+                # InvalidArgument comes only from the core's send, which refuses
+                # a command before recording it: nothing of a single one was sent.
+                if isinstance(exc, _IN_STEP) or (
+                    isinstance(exc, InvalidArgument) and len(commands) == 1
+                ):
                     if self._conn.state is State.BROKEN:
                         # A refusal, and bytes nobody asked for after it.
                         self._fail("the server sent bytes nobody asked for")

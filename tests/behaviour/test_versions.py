@@ -219,3 +219,30 @@ async def test_200_character_tube_names_since_1_11(open_client: OpenClient, tube
         assert await c.ignore(name) == 1
         assert await c.watch(name) == 2
         await c.delete(job_id)
+
+
+@anyio_mark
+@pytest.mark.parametrize("command", ["use", "ignore", "stats_tube", "pause_tube"])
+async def test_max_command_size_of_1_10_refuses_what_it_cannot_read(
+    open_client: OpenClient, tube: str, command: str
+) -> None:
+    """With ``max_command_size=MAX_LINE_SIZE_1_10`` the clients refuse, before sending
+    anything, the commands 1.10 would mangle (test_1_10_over_long_tube_names shows what
+    they do), on every version; the connection stays in step."""
+    name = long_name(tube, 200)
+    async with open_client(
+        use=tube, watch=[name, tube], max_command_size=bp.MAX_LINE_SIZE_1_10
+    ) as c:
+        call = {
+            "use": lambda: c.use(name),
+            "ignore": lambda: c.ignore(name),
+            "stats_tube": lambda: c.stats_tube(name),
+            "pause_tube": lambda: c.pause_tube(name, 0),
+        }[command]
+        with pytest.raises(bp.InvalidArgument, match="max_command_size=208"):
+            await call()
+        job_id = await c.put(b"still in step")
+        assert await c.using() == tube
+        assert sorted(await c.watching()) == sorted([name, tube])
+        assert (await c.reserve(timeout=0)).id == job_id
+        await c.delete(job_id)

@@ -124,3 +124,31 @@ def test_watch_list_from_a_reply_whose_body_arrives_in_pieces() -> None:
     conn.receive_data(b"\n- a\n\r\n")
     assert conn.next_event() == bp.TubeList(("default", "a"))
     assert conn.watched_tubes == ("default", "a")
+
+
+def test_max_command_size_refuses_longer_lines_before_anything_changes() -> None:
+    name = "t" * 200
+    assert bp.Connection().max_command_size == bp.MAX_LINE_SIZE == 224
+    assert bp.Connection().send(bp.Ignore(name)) == b"ignore " + name.encode() + b"\r\n"
+    conn = bp.Connection(max_command_size=bp.MAX_LINE_SIZE_1_10)
+    assert conn.max_command_size == 208
+    for command in (bp.Ignore(name), bp.StatsTube(name), bp.PauseTube(name, 0), bp.Use(name)):
+        with pytest.raises(bp.InvalidArgument, match="max_command_size=208"):
+            conn.send(command)
+    assert conn.pending == () and conn.state is bp.State.OPEN
+    # What fits: a 208-byte watch line, a use whose USING reply fits with its NUL,
+    # and a put of any size (only its line counts, and that is short).
+    assert len(conn.send(bp.Watch(name))) == 208
+    assert len(conn.send(bp.Use(name[:199]))) == 205
+    conn.send(bp.Put(b"x" * 1000))
+    assert len(conn.pending) == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(True, TypeError), ("208", TypeError), (63, bp.InvalidArgument), (225, bp.InvalidArgument)],
+)
+def test_max_command_size_is_checked(value: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        bp.Connection(max_command_size=value)
+    assert bp.Connection(max_command_size=64).max_command_size == 64

@@ -932,7 +932,9 @@ def test_an_os_error_while_connecting_is_a_broken_connection() -> None:
 
 
 def test_close_of_a_transport_never_opened() -> None:
-    transport = Transport(("127.0.0.1", 1), timeout=None, max_body_size=100, setup=[])
+    transport = Transport(
+        ("127.0.0.1", 1), timeout=None, max_body_size=100, max_command_size=224, setup=[]
+    )
     assert transport.closed
     transport.close()  # nothing to close, no error
     assert transport.closed

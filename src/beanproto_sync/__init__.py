@@ -10,7 +10,8 @@
 A :class:`Client` may be shared by threads: their calls take turns. Use separate
 clients for producing and for a blocking ``reserve`` (the server reads nothing
 else from a connection whose reserve is waiting, so neither can the client). The
-errors are :mod:`beanproto`'s, re-exported here.
+errors are :mod:`beanproto`'s, re-exported here. :class:`Worker` runs handlers on
+reserved jobs in threads (with :class:`RetryJob` and :class:`BuryJob` for handlers).
 """
 
 from beanproto import (
@@ -29,14 +30,17 @@ from beanproto import (
     TimedOutError,
     TubeStats,
 )
+from beanproto.worker import BuryJob, RetryJob
 
 from ._client import Client
 from ._transport import Address, ConcurrentUseError
+from ._worker import Worker
 
 __all__ = [
     "Address",
     "BrokenConnectionError",
     "BuriedError",
+    "BuryJob",
     "Client",
     "CommandError",
     "ConcurrentUseError",
@@ -48,7 +52,9 @@ __all__ = [
     "JobTooBigError",
     "NotFoundError",
     "NotIgnoredError",
+    "RetryJob",
     "ServerStats",
     "TimedOutError",
     "TubeStats",
+    "Worker",
 ]

@@ -4,17 +4,21 @@ Theory of operation (httpcore over h11): every call is one exchange under the
 transport's lock. The exchange gives the core its command (``Connection.send``),
 writes the bytes, and reads until the core has produced one event per command;
 the caller's ``result`` function then turns the event into the call's value or
-raises the server's refusal. A single command is written with ``sendall`` and
-its reply read with ``recv``. A pipelined batch (``put_many``, ``delete_many``,
-the ``use``/``watch`` sent when opening) is written in slices on a non-blocking
-socket, reading the replies that arrived in between, so the server (which stops
-reading while it cannot write) never deadlocks against us on TCP back-pressure.
+raises the server's refusal. A single command, or a small batch (a worker's
+ending and next reserve), is written with ``sendall`` and its replies read with
+``recv``. A larger pipelined batch (``put_many``, ``delete_many``) is written in
+slices on a non-blocking socket, reading the replies that arrived in between, so
+the server (which stops reading while it cannot write) never deadlocks against
+us on TCP back-pressure.
 
 Time: with a ``timeout``, one deadline bounds the whole exchange (every write,
 every wait, every ``recv``), so a server that trickles bytes cannot stretch a
 call past it. A reserve's wait is the exception: the socket waits for the
 reply's first bytes as long as the reserve may take (``wait``), and once they
-came the rest of the reply is bounded by the timeout like any other.
+came the rest of the reply is bounded by the timeout like any other. In a
+pipelined exchange the reserve is the last command (a worker's ``delete`` and
+next ``reserve``): the replies before it are bounded by the timeout, and the
+wait applies to the last reply's first bytes.
 
 Interrupts: everything from taking the lock to handing over the result is inside
 one ``try``. An exception there that is not the call's own refusal (a socket
@@ -68,6 +72,10 @@ Address = tuple[str, int] | str | socket.socket
 _RECV_SIZE: Final = 65536
 #: Bytes written per ``send`` of a pipelined batch, with replies read in between.
 _SLICE: Final = 256 * 1024
+#: A pipelined batch this small is written with one ``sendall``: the kernel's
+#: socket buffers take it whole even while the server stops reading, so it
+#: cannot deadlock on back-pressure (a worker's ending and next reserve).
+_SMALL_BATCH: Final = 16 * 1024
 #: How long ``close()`` may spend writing ``quit``, or waiting for a call it aborted.
 _QUIT_TIMEOUT: Final = 1.0
 #: What a call raises as itself and leaves the connection in step: the server's
@@ -253,28 +261,38 @@ class Transport:
         timeout = self.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         events: list[Event] = []
-        if n == 1 and len(data) <= _SLICE:
+        if len(data) <= (_SLICE if n == 1 else _SMALL_BATCH):
             sock.sendall(data)
         else:
             self._write_reading(memoryview(data), events, n, deadline)
         if wait is not SAME:
-            # A reserve's wait: its first bytes may take as long as the reserve.
-            sock.settimeout(wait)
-            try:
-                data = sock.recv(_RECV_SIZE)
-            finally:
-                sock.settimeout(timeout)
-            deadline = None if timeout is None else time.monotonic() + timeout
-            self._deliver(data, events, n)
-        while len(events) < n:
+            # A reserve's wait is the last command's (a worker pipelines a delete
+            # before it): the replies before it come at once, under the deadline;
+            # then the last reply's first bytes may take as long as the reserve.
+            self._read(events, n - 1, n, deadline)
+            if len(events) < n and not conn.buffered:
+                sock.settimeout(wait)
+                try:
+                    data = sock.recv(_RECV_SIZE)
+                finally:
+                    sock.settimeout(timeout)
+                deadline = None if timeout is None else time.monotonic() + timeout
+                self._deliver(data, events, n)
+        self._read(events, n, n, deadline)
+        if deadline is not None:
+            sock.settimeout(timeout)
+        return events
+
+    def _read(self, events: list[Event], until: int, n: int, deadline: float | None) -> None:
+        """Read until ``until`` of the ``n`` events owed have come, by ``deadline``."""
+        sock = self._sock
+        assert sock is not None
+        while len(events) < until:
             if deadline is not None:
                 # Past the deadline, recv still takes what has arrived, else it
                 # times out (a timeout of 0 would make the socket non-blocking).
                 sock.settimeout(max(deadline - time.monotonic(), 1e-6))
             self._deliver(sock.recv(_RECV_SIZE), events, n)
-        if deadline is not None:
-            sock.settimeout(timeout)
-        return events
 
     def _deliver(self, data: bytes, events: list[Event], n: int) -> None:
         """Give the core what one ``recv`` brought; collect every event it can

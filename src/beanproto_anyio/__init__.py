@@ -13,6 +13,10 @@ the connection (the server reads nothing else meanwhile), so use separate
 clients for producing and for consuming. Its methods are those of
 :class:`beanproto_sync.Client`, as coroutines. The errors are :mod:`beanproto`'s,
 re-exported here.
+
+:class:`Worker` runs handlers for the jobs of some tubes, in tasks, each with
+a connection of its own; a handler raises :class:`RetryJob` or :class:`BuryJob`
+to choose how its job ends.
 """
 
 from beanproto import (
@@ -31,13 +35,16 @@ from beanproto import (
     TimedOutError,
     TubeStats,
 )
+from beanproto.worker import BuryJob, RetryJob
 
 from ._client import Address, Client, connect
+from ._worker import Worker
 
 __all__ = [
     "Address",
     "BrokenConnectionError",
     "BuriedError",
+    "BuryJob",
     "Client",
     "CommandError",
     "DeadlineSoonError",
@@ -48,8 +55,10 @@ __all__ = [
     "JobTooBigError",
     "NotFoundError",
     "NotIgnoredError",
+    "RetryJob",
     "ServerStats",
     "TimedOutError",
     "TubeStats",
+    "Worker",
     "connect",
 ]

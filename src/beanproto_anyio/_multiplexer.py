@@ -21,7 +21,10 @@ tasks, so a call never owns the connection. Each call does three things:
 A batch (``put_many``, ``delete_many``, the setup at connect time) is submitted
 whole and written from a child task while the caller waits, so TCP
 back-pressure cannot deadlock it (the server stops reading while it cannot
-write its replies).
+write its replies). A caller that sends a few small commands at a time, often
+(a worker's finish and next reserve), asks for ``inline=True``: bytes that
+cannot fill a socket buffer are written by the caller, as a single command's
+are, and a task group per call is saved.
 
 Cancellation: state changes are synchronous and come first; the only ``await``
 in cleanup is ``anyio.aclose_forcefully``, which does not wait. By where the
@@ -36,7 +39,9 @@ call was:
   instead, so the server returns the job to the ready queue;
 * waiting for a blocking reserve: the server reads nothing else until it
   answers and beanstalkd has no cancel command, so the connection is closed at
-  once (the server returns any job it reserved for us).
+  once (the server returns any job it reserved for us);
+* in an exchange, after a job's reply came but before the caller got it: the
+  connection is closed too, so that the job goes back.
 
 Any other exception inside a call (``KeyboardInterrupt``, an exception raised by
 a signal handler) breaks the connection: the call cannot know how far it got.
@@ -81,6 +86,10 @@ QUIT_TIMEOUT: Final = 1.0
 #: How long after its deadline (or its cancellation) a writer keeps writing bytes
 #: other tasks buffered before it gives up (and breaks the connection).
 WRITE_GRACE: Final = 0.5
+#: The most bytes an ``exchange(..., inline=True)`` writes from its own task:
+#: far below any socket buffer, so the write cannot wait on the server, which
+#: may stop reading until its replies are read.
+INLINE_LIMIT: Final = 65536
 #: What a failing stream raises.
 _STREAM_ERRORS: Final = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 _READ_ERRORS: Final = (anyio.EndOfStream, *_STREAM_ERRORS)
@@ -146,6 +155,14 @@ class Multiplexer:
     def closed(self) -> bool:
         return self._broken is not None
 
+    @property
+    def waiting_on_reserve(self) -> bool:
+        """Whether all in flight is one blocking reserve, written whole: giving
+        it up now (which closes the connection) abandons nothing else, such as
+        a command written just before it whose reply has not come."""
+        calls = self._calls
+        return len(calls) == 1 and not self._writing and not self._out and blocks(calls[0].command)
+
     # -- calls -----------------------------------------------------------------------
 
     async def request(self, command: Command, result: Callable[[Event], T]) -> T:
@@ -167,9 +184,21 @@ class Multiplexer:
             await self._abandon(call, exc)
             raise
 
-    async def exchange(self, commands: Sequence[Command], result: Callable[[list[Event]], T]) -> T:
+    async def exchange(
+        self,
+        commands: Sequence[Command],
+        result: Callable[[list[Event]], T],
+        *,
+        inline: bool = False,
+    ) -> T:
         """Send ``commands`` pipelined and return ``result(replies)``, one reply
-        per command. A child task writes while this task reads."""
+        per command. A child task writes while this task reads.
+
+        ``inline=True`` is for a few small commands sent often (a worker's
+        finish and next reserve): if their bytes are at most
+        :data:`INLINE_LIMIT`, far below any socket buffer, this task writes
+        them and then reads, as :meth:`request` does, without the cost of a
+        task group. Cancellation and failures are the same either way."""
         await anyio.lowlevel.checkpoint_if_cancelled()
         if self._broken is not None:
             raise self._unusable()
@@ -177,7 +206,13 @@ class Multiplexer:
         events: list[Event] = []
         failure: BaseException | None = None
         try:
-            self._submit(commands, batch)
+            size = self._submit(commands, batch)
+            if inline and size <= INLINE_LIMIT:
+                if not self._writing:
+                    await self._write()
+                for call in batch:
+                    events.append(await self._wait(call))
+                return result(events)
             # The writer breaks the connection itself if it fails, so an error
             # comes from waiting here. It is raised after the task group, as
             # itself rather than inside an exception group; cancellation goes
@@ -199,13 +234,22 @@ class Multiplexer:
         except _IN_STEP:
             raise
         except BaseException as exc:
+            # A job among the replies that came would never reach the caller
+            # (interrupted in ``result``, or while later replies were awaited).
+            lost_job = any(type(event) is Reserved for event in events)
+            if lost_job:
+                self._break(
+                    "a job arrived for a call that was interrupted; the connection was closed"
+                )
             for call in batch[len(events) :]:
                 await self._abandon(call, exc)
+            if lost_job:
+                await self._close_now()
             raise
 
-    def _submit(self, commands: Sequence[Command], calls: list[_Call]) -> None:
+    def _submit(self, commands: Sequence[Command], calls: list[_Call]) -> int:
         """Record ``commands`` in the core, their calls in the FIFO, their bytes
-        in the output buffer."""
+        in the output buffer; return how many bytes."""
         conn = self._conn
         if len(commands) == 1:
             data = conn.send(commands[0])
@@ -213,6 +257,7 @@ class Multiplexer:
             data = b"".join([conn.send(command) for command in commands])
         self._calls.extend(calls)
         self._out.append(data)
+        return len(data)
 
     # -- the write path --------------------------------------------------------------
 

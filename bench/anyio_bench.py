@@ -9,7 +9,10 @@ Starts beanstalkd on a free loopback port (stopped by its PID at the end) and, f
   put pipelined    beanproto ``put_many`` in batches of ``--batch`` vs the raw client
                    writing the same batches in one ``send`` and counting reply lines
   64 tasks put     one beanproto client shared by 64 tasks, each putting its share
-                   sequentially (automatic pipelining) vs the raw pipelined client
+                   sequentially (automatic pipelining) vs ``raw-shared``: the least a
+                   connection shared by 64 tasks can do with anyio (a send lock, one
+                   reader task waking each waiter's ``anyio.Event``), and vs the raw
+                   pipelined client, which has no tasks to wake
 
 The raw client is the floor of what anyio can do: ``raw-seq`` does one ``send`` and
 one ``receive`` per command, ``raw-pipelined`` one ``send`` per batch. aiostalk
@@ -29,6 +32,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -123,6 +127,44 @@ class Raw:
         return ids
 
 
+async def raw_shared(addr: tuple[str, int], body: bytes, n: int) -> None:
+    """64 tasks sharing one raw connection: each sends its put under a lock and
+    sleeps on an ``anyio.Event`` until the one reader task hands it its reply."""
+    raw = await Raw.connect(addr, _tube())
+    stream = raw.stream
+    cmd = PUT_FMT % (len(body), body)
+    waiters: deque[anyio.Event] = deque()
+    lock = anyio.Lock()
+    left = [n]
+
+    async def reader() -> None:
+        buf = b""
+        while left[0]:
+            buf += await stream.receive()
+            *lines, buf = buf.split(b"\r\n")
+            for line in lines:
+                if not line.startswith(b"INSERTED "):
+                    raise RuntimeError(f"put: {line!r}")
+                left[0] -= 1
+                waiters.popleft().set()
+
+    async def share(k: int) -> None:
+        for _ in range(k):
+            event = anyio.Event()
+            async with lock:
+                waiters.append(event)
+                await stream.send(cmd)
+            await event.wait()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            for i in range(TASKS):
+                tg.start_soon(share, n // TASKS + (1 if i < n % TASKS else 0))
+    finally:
+        await stream.aclose()
+
+
 # -- one run per backend ----------------------------------------------------------
 
 
@@ -189,6 +231,7 @@ async def one_rep(
         await timed("raw", "put pipelined", lambda: raw.put_pipelined(body, n, batch))
     finally:
         await raw.stream.aclose()
+    await timed("raw-shared", f"{TASKS} tasks put", lambda: raw_shared(addr, body, n))
 
     tube = _tube()
     async with beanproto_anyio.connect(addr, use=tube, watch=tube) as c:
@@ -228,15 +271,16 @@ def main() -> None:
         f"{n} jobs of {args.body} bytes, median of {args.reps} reps, "
         f"Python {sys.version.split()[0]}, anyio {anyio_version()}, {os.cpu_count()} CPUs\n"
     )
-    print("| backend | phase | client | ops/s | × raw | × aiostalk |")  # noqa: RUF001
-    print("|---|---|---|---:|---:|---:|")
+    print("| backend | phase | client | ops/s | × raw | × raw-shared | × aiostalk |")  # noqa: RUF001
+    print("|---|---|---|---:|---:|---:|---:|")
+    shared = f"{TASKS} tasks put"
     phases = ("put", "reserve+delete", "put pipelined", f"{TASKS} tasks put")
     raw_of = {"put": "put", "reserve+delete": "reserve+delete"}
     for backend in ("asyncio", "trio"):
         for phase in phases:
             base_phase = raw_of.get(phase, "put pipelined")
             base = ops[(backend, "raw", base_phase)]
-            for client in ("raw", "aiostalk", "beanproto_anyio"):
+            for client in ("raw", "raw-shared", "aiostalk", "beanproto_anyio"):
                 key = (backend, client, phase)
                 if key not in ops:
                     continue
@@ -246,7 +290,13 @@ def main() -> None:
                     name = "raw-pipelined" if "pipelined" in phase else "raw-seq"
                 aio = ops.get(("asyncio", "aiostalk", raw_of.get(phase, "put")))
                 vs_aio = f"{v / aio:.2f}×" if aio and backend == "asyncio" else "—"  # noqa: RUF001
-                print(f"| {backend} | {phase} | {name} | {v:,.0f} | {v / base:.2f}× | {vs_aio} |")  # noqa: RUF001
+                vs_shared = "—"
+                if phase == shared:
+                    vs_shared = f"{v / ops[(backend, 'raw-shared', phase)]:.2f}×"  # noqa: RUF001
+                print(
+                    f"| {backend} | {phase} | {name} | {v:,.0f} | {v / base:.2f}× "  # noqa: RUF001
+                    f"| {vs_shared} | {vs_aio} |"
+                )
 
 
 def anyio_version() -> str:

@@ -29,7 +29,7 @@ def test_demo_core_moves_jobs_through_the_server(server: Server) -> None:
     assert out.rstrip().endswith("after quit -> ConnectionClosed()")
 
 
-def test_demo_moves_every_job_through_asyncio_and_trio_workers(server: Server) -> None:
+def test_demo_drains_the_jobs_through_worker_processes(server: Server) -> None:
     host, port = server.address
     result = subprocess.run(
         [
@@ -39,16 +39,18 @@ def test_demo_moves_every_job_through_asyncio_and_trio_workers(server: Server) -
             f"{host}:{port}",
             "--jobs",
             "600",
-            "--workers",
+            "--concurrency",
             "2",
         ],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=90,
         check=True,
-        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
+        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
     )
     out = result.stdout
-    assert "every one of the 600 jobs was consumed exactly once" in out
-    assert "asyncio workers" in out and "trio workers" in out
+    assert "every one of the 600 jobs was handled exactly once" in out
+    assert "every worker stopped gracefully on SIGTERM and exited 0" in out
+    for backend in ("sync", "asyncio", "trio"):
+        assert f"backend {backend}" in out and f"{backend} worker (" in out
     assert "throughput" in out and "end to end" in out

@@ -41,6 +41,7 @@ PYTHON_PAGES = [
     "errors.md",
     "versions.md",
     "greenstalk.md",
+    "workers.md",
     "../README.md",
 ]
 
@@ -100,6 +101,9 @@ def test_cli_examples_run(fresh_server: Callable[..., Server], tmp_path: Path) -
     assert "'\\x00\\x01binary'" in out
     assert "1\thello\n3\ta\n" in out
     assert "Error: job 999 not found" in result.stderr and "exit status 1" in out
+    assert "HELLO WORKER\n" in out
+    assert "tubes shouts, backend sync, concurrency 1, burst" in result.stderr
+    assert "shout has no attribute 'nothing'" in result.stderr and "exit status 2" in out
 
 
 def test_every_cli_command_has_an_example() -> None:

@@ -55,3 +55,35 @@ def test_same_construction_keywords() -> None:
 def test_same_exports() -> None:
     shared = set(beanproto_sync.__all__) - {"ConcurrentUseError"}
     assert shared <= set(beanproto_anyio.__all__)
+
+
+def _worker_methods(cls: type) -> dict[str, object]:
+    return {
+        name: member
+        for name, member in inspect.getmembers(cls)
+        if not name.startswith("_") and (inspect.isfunction(member) or isinstance(member, property))
+    }
+
+
+def test_workers_are_twins() -> None:
+    sync = _worker_methods(beanproto_sync.Worker)
+    anyio_ = _worker_methods(beanproto_anyio.Worker)
+    assert sorted(sync) == sorted(anyio_)
+    assert {"handler", "add_handler", "run", "stop", "tubes", "options"} <= set(sync)
+    for name, member in sync.items():
+        other = anyio_[name]
+        if isinstance(member, property):
+            assert isinstance(other, property), name
+            continue
+        assert inspect.signature(member) == inspect.signature(other), name  # type: ignore[arg-type]
+        # Only run() awaits: stop() is called from signal handlers, callbacks and other tasks.
+        assert inspect.iscoroutinefunction(other) == (name == "run"), name
+        assert not inspect.iscoroutinefunction(member), name
+
+
+def test_worker_construction_keywords() -> None:
+    sync = inspect.signature(beanproto_sync.Worker.__init__).parameters
+    anyio_ = inspect.signature(beanproto_anyio.Worker.__init__).parameters
+    for name in ("concurrency", "max_attempts", "retry_delay", "grace", "encoding"):
+        assert sync[name] == anyio_[name], name
+    assert "timeout" in sync  # the blocking worker's socket timeout

@@ -46,6 +46,8 @@ from beanproto_sync import Client
 
 from ._address import DEFAULT_ADDRESS, AddressError, describe, parse_address
 from ._render import body_json, body_text, key_value_table, stats_dict, top_frame, tubes_table
+from ._worker import DEFAULTS as WORKER_DEFAULTS
+from ._worker import run_worker
 
 __all__ = ["cli", "main"]
 
@@ -837,3 +839,113 @@ def top(ctx: click.Context, interval: float, iterations: int | None) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the ``beanproto`` command (the console script's entry point)."""
     cli.main(args=argv, prog_name="beanproto")
+
+
+# -- workers -------------------------------------------------------------------------------
+
+
+@cli.command(context_settings={"show_default": True})
+@_address_option
+@click.argument("target", metavar="MODULE:ATTR")
+@click.option(
+    "--tube",
+    "-t",
+    "tubes",
+    multiple=True,
+    help=f"A tube to watch (repeat for several)  [default: {DEFAULT_TUBE}]",
+)
+@click.option(
+    "--concurrency", "-c", type=click.IntRange(1, 10_000), default=1, help="Handlers at once."
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["sync", "asyncio", "trio"]),
+    default=None,
+    help="[default: sync for a function, asyncio for an async def]",
+    show_default=False,
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1),
+    default=WORKER_DEFAULTS["max_attempts"],
+    help="Attempts before a failing job is buried.",
+)
+@click.option(
+    "--retry-delay",
+    type=click.FloatRange(0, 86400),
+    default=WORKER_DEFAULTS["retry_delay"],
+    metavar="SECONDS",
+    help="Delay of the first retry; it doubles with each attempt.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(0, 86400),
+    default=WORKER_DEFAULTS["grace"],
+    metavar="SECONDS",
+    help="How long running handlers may finish once stopping.",
+)
+@click.option(
+    "--encoding",
+    default=None,
+    help="Decode bodies (e.g. utf-8): handlers get str; a body that does not decode is buried.",
+)
+@click.option(
+    "--burst", is_flag=True, help="Exit 0 once the tubes have no ready job and no handler runs."
+)
+@click.pass_context
+def worker(
+    ctx: click.Context,
+    target: str,
+    tubes: tuple[str, ...],
+    concurrency: int,
+    backend: str | None,
+    max_attempts: int,
+    retry_delay: float,
+    grace: float,
+    encoding: str | None,
+    burst: bool,
+) -> None:
+    """Run the handler MODULE:ATTR on the jobs of the tubes, like rq worker.
+
+    MODULE:ATTR names a function (plain: run in threads; async def: run in
+    tasks) called with each job, or a beanproto_sync/beanproto_anyio Worker
+    (which has its own address, tubes and options). The current directory is
+    searched first. A handler that returns deletes the job; one that raises
+    releases it with a delay that doubles with each attempt, and after
+    --max-attempts buries it.
+
+    SIGTERM or SIGINT stop gracefully (exit 0): no new job; running handlers
+    get --grace seconds, then their jobs go back to the server. A second SIGINT
+    stops at once (exit 130).
+    """
+    address, shown = _target(ctx)
+    ctx.meta["beanproto.address"] = shown
+    if encoding is not None:
+        try:
+            "".encode(encoding)
+        except LookupError:
+            raise click.BadParameter(
+                f"unknown encoding {encoding!r}", param_hint="--encoding"
+            ) from None
+
+    def check(watched: tuple[str, ...]) -> None:
+        # One short connection: the server is there and takes the tubes.
+        with _connect(ctx, watch=list(watched), address=(address, shown)):
+            pass
+
+    status = run_worker(
+        ctx,
+        target,
+        address=address,
+        shown=shown,
+        tubes=tubes,
+        concurrency=concurrency,
+        backend=backend,
+        max_attempts=max_attempts,
+        retry_delay=retry_delay,
+        grace=grace,
+        encoding=encoding,
+        burst=burst,
+        check=check,
+    )
+    ctx.exit(status)

@@ -9,8 +9,8 @@
 # or ~/.pyenv when pyenv is not on PATH), then as python3.X on PATH; one that is absent
 # is skipped with a line saying so. Each gets a virtual environment .build/venv-3.X
 # (ignored by git) with the project (editable) and only what these tests need: the anyio
-# and trio extras, pytest, pytest-timeout and hypothesis, at the bounds the dev extra of
-# pyproject.toml sets. It is made again only when pyproject.toml, this script or the
+# and trio extras, pytest, pytest-timeout and hypothesis, at the bounds the dev dependency
+# group of pyproject.toml sets. It is made again only when pyproject.toml, this script or the
 # interpreter changes (the stamp of scripts/setup.sh). No coverage here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 VERSIONS=(3.10 3.11 3.12 3.13)
 TESTS=(tests/core tests/behaviour)
 # What the tests need beyond the project's trio extra (anyio + trio), by name; the
-# version bounds come from the dev extra.
+# version bounds come from the dev dependency group.
 NEEDS=(pytest pytest-timeout hypothesis)
 
 [ -x .venv/bin/python ] || { echo "python-matrix: no .venv: run bash scripts/setup.sh first" >&2; exit 1; }
@@ -51,7 +51,8 @@ import sys
 import tomllib
 
 with open("pyproject.toml", "rb") as f:
-    dev = tomllib.load(f)["project"]["optional-dependencies"]["dev"]
+    # Strings only: {include-group = ...} entries hold none of these.
+    dev = [r for r in tomllib.load(f)["dependency-groups"]["dev"] if isinstance(r, str)]
 for need in sys.argv[1:]:
     [spec] = [r for r in dev if re.match(rf"{re.escape(need)}\s*([<>=!~;\[]|$)", r)]
     print(spec)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Shared set-up for the README's commands: beanstalkd, a Python >= 3.10 virtual
 # environment in .venv, and the project installed into it (editable, with the
-# development tools). Safe to run again: it only does what is missing.
+# development tools: the dev dependency group of pyproject.toml). Safe to run again: it only does what is missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -71,7 +71,8 @@ stamp=.venv/.beanproto-installed
 want=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     say "installing the project and its development tools into .venv"
-    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >&2
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' >&2
+    # pip >= 25.1 reads the dependency groups of pyproject.toml (--group, PEP 735).
+    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade 'pip>=25.1' >&2
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e . --group dev >&2
     echo "$want" > "$stamp"
 fi

@@ -19,6 +19,7 @@ driver too.
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from types import FunctionType
 
 from . import _commands, _connection, _errors, _events, _job
 from ._commands import *  # noqa: F403
@@ -48,3 +49,11 @@ __all__ = [
     "TubeStats",
     "__version__",
 ]
+
+# Name the public path, not the private module, in IDE hovers, reprs and tracebacks
+# (beanproto.Job, not beanproto._job.Job), as trio does; pickle finds each class there too.
+# Only what a private module defines is renamed (not beanproto.adapter's or .worker's).
+for _obj in [globals()[_name] for _name in __all__]:
+    if isinstance(_obj, (type, FunctionType)) and _obj.__module__.startswith(__name__ + "._"):
+        _obj.__module__ = __name__
+del _obj

@@ -11,7 +11,7 @@ place that turns such an event into the exception the adapters raise.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = [
     "BadFormatError",
@@ -115,6 +115,10 @@ class BuriedError(CommandError):
         super().__init__(msg)
         self.id = id
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle (and copy) by the constructor's arguments, not by the message.
+        return (type(self), (self.id,), self.__dict__)
+
 
 class NotIgnoredError(CommandError):
     """``NOT_IGNORED``: ignoring that tube would leave the watch list empty."""
@@ -164,26 +168,49 @@ class InternalServerError(CommandError):
     reply = "INTERNAL_ERROR"
 
 
-class BrokenConnectionError(Error):
+class BrokenConnectionError(Error, ConnectionError):
     """The connection can no longer be trusted and was closed.
 
     Raised by every call after an exchange was interrupted (timeout,
     cancellation, ``KeyboardInterrupt``, I/O error) or the server broke the
     protocol. Open a new client.
+
+    It is also a ``ConnectionError`` (so an ``OSError``), like the socket errors
+    it stands for: code that handles lost connections with ``except
+    ConnectionError`` or ``except OSError`` handles it too. Its ``errno`` is
+    ``None``; the socket error, if one caused it, is its ``__cause__``.
     """
 
 
 class BodyDecodeError(Error, ValueError):
-    """A job's body does not decode with the client's ``encoding``.
+    """A job's body does not decode with the client's ``encoding``, or does not
+    load with its ``serializer``.
 
-    Raised by a reserve or peek of a client with an encoding. The job was
-    reserved (or peeked) all the same: :attr:`id` and the raw :attr:`body` let
-    the caller bury, release or delete it; the ``UnicodeDecodeError`` is the
-    ``__cause__``.
+    Raised by a reserve or peek of a client with an encoding or a serializer.
+    The job was reserved (or peeked) all the same: :attr:`id` and the raw
+    :attr:`body` let the caller bury, release or delete it; the
+    ``UnicodeDecodeError`` (or whatever ``loads`` raised) is the ``__cause__``.
+    :attr:`reason` says what failed (``"does not decode as utf-8"``,
+    ``"does not load with json"``); :attr:`encoding` is the client's encoding
+    and :attr:`serializer` its serializer (``None`` without one).
     """
 
-    def __init__(self, id: int, body: bytes, encoding: str) -> None:
-        super().__init__(f"the body of job {id} does not decode as {encoding}")
+    def __init__(
+        self, id: int, body: bytes, encoding: str | None, serializer: object = None
+    ) -> None:
+        if serializer is None:
+            reason = f"does not decode as {encoding}"
+        else:
+            name = getattr(serializer, "__name__", None) or type(serializer).__name__
+            reason = f"does not load with {name}"
+        super().__init__(f"the body of job {id} {reason}")
         self.id = id
         self.body = body
         self.encoding = encoding
+        self.serializer = serializer
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The serializer (often a module) is not pickled; the message and reason are.
+        state = {k: v for k, v in self.__dict__.items() if k != "serializer"}
+        return (type(self), (self.id, self.body, self.encoding), state)

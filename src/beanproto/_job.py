@@ -13,7 +13,8 @@ BodyT = TypeVar("BodyT", bytes, str)
 
 @dataclass(frozen=True, slots=True, init=False)
 class Job(Generic[BodyT]):
-    """A job: its id and its body (``bytes``, or ``str`` from a client with an encoding).
+    """A job: its id and its body (``bytes``; ``str`` from a client with an encoding;
+    whatever its ``loads`` returns from a client with a serializer).
 
     The body is left out of the ``repr`` so that logs do not leak job contents.
     """
@@ -28,7 +29,11 @@ class Job(Generic[BodyT]):
         _set_body(self, body)
 
     def __repr__(self) -> str:
-        return f"Job(id={self.id}, body=<{len(self.body)} {type(self.body).__name__}>)"
+        body = self.body
+        kind = type(body).__name__
+        if isinstance(body, (bytes, str)):
+            return f"Job(id={self.id}, body=<{len(body)} {kind}>)"
+        return f"Job(id={self.id}, body=<{kind}>)"  # what a serializer's loads made
 
 
 def _slot_setter(field: str) -> Callable[[object, object], None]:

@@ -200,10 +200,7 @@ def _tube_stats(cmd: Command, args: Args, body: bytes) -> Event:
 
 
 def _job_stats(cmd: Command, args: Args, body: bytes) -> Event:
-    stats = parse_job_stats(body)
-    if type(cmd) is StatsJob and stats.id != cmd.id:
-        raise RemoteProtocolError(f"'stats-job {cmd.id}' was answered for job {stats.id}")
-    return stats
+    return parse_job_stats(body, cmd.id if type(cmd) is StatsJob else None)
 
 
 NOT_FOUND: Final = _const(b"NOT_FOUND", NotFound())

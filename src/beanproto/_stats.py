@@ -9,10 +9,13 @@ PyYAML reads 1.10's ``version: 1.10`` as the float 1.1, the ``os: #1 SMP ...`` o
 ``None`` (``#`` starts a comment), a macOS ``os`` with a colon as an error, and a tube named
 ``1.0`` or ``null`` as a float or ``None``. So each line is split by hand at its first
 ``": "`` and converted by a per-type table (key -> attribute, converter) derived once, at
-import, from the dataclass fields: the annotation picks the converter, a default of
-``None`` marks a key older servers lack, and a field without default is a key every
-version 1.10-1.13 sends, whose absence is a :class:`RemoteProtocolError`. One pass, cost
-linear in the payload.
+import, from the dataclass fields: the annotation picks the converter, and a default of
+``None`` marks a key older servers lack. A field without default is a key every version
+1.10-1.13 sends; its type says what those versions send, but a server that omits it (a
+fork, a future version) gets ``None`` for it rather than a dead connection: the stats are
+for reading, and one missing counter must not cost the caller the others. A key that is
+there with a malformed value is a :class:`RemoteProtocolError`. One pass, cost linear in
+the payload.
 
 Unknown keys are kept, raw, in ``extra`` rather than dropped or rejected: a newer server
 that adds a key must not break the connection, and its value stays available to callers
@@ -52,6 +55,10 @@ class ServerStats:
     Attributes are the keys of beanstalkd 1.10-1.13 with ``-`` replaced by ``_``. Keys
     that only 1.12+ sends (``draining``, ``os``, ``platform``) are ``None`` on older
     servers. Keys this version of beanproto does not know are in :attr:`extra`.
+
+    A server that omits a key every version 1.10-1.13 sends (a fork, a future version)
+    gives ``None`` for that attribute, whatever its annotation; a key sent with a
+    malformed value is a :class:`~beanproto.RemoteProtocolError`.
     """
 
     """Jobs currently in the server, by state (``urgent`` is ready with pri < 1024)."""
@@ -128,6 +135,10 @@ class JobStats:
     """The reply to ``stats-job <id>``: one job's state and history.
 
     Keys this version of beanproto does not know are in :attr:`extra`.
+
+    A server that omits a key every version 1.10-1.13 sends (a fork, a future version)
+    gives ``None`` for that attribute, whatever its annotation; a key sent with a
+    malformed value is a :class:`~beanproto.RemoteProtocolError`.
     """
 
     """Identity and placement: the job's id, its tube and its state (``"ready"``,
@@ -163,6 +174,10 @@ class TubeStats:
     """The reply to ``stats-tube <tube>``: one tube's jobs, clients and pause.
 
     Keys this version of beanproto does not know are in :attr:`extra`.
+
+    A server that omits a key every version 1.10-1.13 sends (a fork, a future version)
+    gives ``None`` for that attribute, whatever its annotation; a key sent with a
+    malformed value is a :class:`~beanproto.RemoteProtocolError`.
     """
 
     """The tube's name (``"1.0"`` stays a string)."""
@@ -285,7 +300,7 @@ class _Schema:
     cls: type[Any]
     # wire key -> (attribute name, converter)
     keys: dict[str, tuple[str, Callable[[str], object]]]
-    # wire keys of the fields without a default, in declaration order
+    # attribute names of the fields without a default, in declaration order
     required: tuple[str, ...]
 
 
@@ -302,7 +317,7 @@ def _schema(cls: type[Any], what: str) -> _Schema:
             convert = _signed
         keys[wire] = (f.name, convert)
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            required.append(wire)
+            required.append(f.name)
     return _Schema(what, cls, keys, tuple(required))
 
 
@@ -369,9 +384,8 @@ def _parse(payload: bytes, schema: _Schema) -> Any:
             values[name] = convert(value)
         except ValueError as exc:
             raise RemoteProtocolError(f"{what} key {key!r}: {exc}: {_show(line)}") from None
-    missing = [k for k in schema.required if keys[k][0] not in values]
-    if missing:
-        raise RemoteProtocolError(f"{what} payload lacks key(s): {', '.join(missing)}")
+    for name in schema.required:
+        values.setdefault(name, None)  # a key every known version sends, omitted
     return schema.cls(**values, extra=MappingProxyType(extra))
 
 
@@ -381,9 +395,16 @@ def parse_server_stats(payload: bytes) -> ServerStats:
     return stats
 
 
-def parse_job_stats(payload: bytes) -> JobStats:
-    """Parse the payload of ``OK <n>`` after ``stats-job`` (the n bytes, without CRLF)."""
+def parse_job_stats(payload: bytes, job_id: int | None = None) -> JobStats:
+    """Parse the payload of ``OK <n>`` after ``stats-job`` (the n bytes, without CRLF).
+
+    With ``job_id``, the payload must describe that job (unless it omits ``id``).
+    """
     stats: JobStats = _parse(payload, _JOB)
+    # The check is here, not in the (possibly compiled) reply table, because an omitted
+    # id is None whatever the annotation says, which compiled code would refuse to read.
+    if job_id is not None and stats.id is not None and stats.id != job_id:
+        raise RemoteProtocolError(f"'stats-job {job_id}' was answered for job {stats.id}")
     return stats
 
 

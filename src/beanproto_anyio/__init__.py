@@ -19,6 +19,8 @@ a connection of its own; a handler raises :class:`RetryJob` or :class:`BuryJob`
 to choose how its job ends.
 """
 
+from types import FunctionType
+
 from beanproto import (
     BrokenConnectionError,
     BuriedError,
@@ -37,8 +39,16 @@ from beanproto import (
 )
 from beanproto.worker import BuryJob, RetryJob
 
-from ._client import Address, Client, connect
-from ._worker import Worker
+try:
+    from ._client import Address, Client, connect
+    from ._worker import Worker
+except ModuleNotFoundError as exc:
+    if exc.name != "anyio":
+        raise
+    raise ModuleNotFoundError(
+        "beanproto_anyio needs anyio: pip install 'beanproto[anyio]' (or 'beanproto[trio]')",
+        name="anyio",
+    ) from None
 
 __all__ = [
     "Address",
@@ -62,3 +72,12 @@ __all__ = [
     "Worker",
     "connect",
 ]
+
+# Name the public path, not the private module, in IDE hovers, reprs and tracebacks
+# (beanproto_anyio.Client, not beanproto_anyio._client.Client), as trio does; pickle
+# finds each class there too. Only what beanproto_anyio's private modules define is
+# renamed (not the errors, which are beanproto's).
+for _obj in [globals()[_name] for _name in __all__]:
+    if isinstance(_obj, (type, FunctionType)) and _obj.__module__.startswith(__name__ + "._"):
+        _obj.__module__ = __name__
+del _obj

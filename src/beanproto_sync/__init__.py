@@ -14,6 +14,8 @@ errors are :mod:`beanproto`'s, re-exported here. :class:`Worker` runs handlers o
 reserved jobs in threads (with :class:`RetryJob` and :class:`BuryJob` for handlers).
 """
 
+from types import FunctionType
+
 from beanproto import (
     BrokenConnectionError,
     BuriedError,
@@ -58,3 +60,12 @@ __all__ = [
     "TubeStats",
     "Worker",
 ]
+
+# Name the public path, not the private module, in IDE hovers, reprs and tracebacks
+# (beanproto_sync.Client, not beanproto_sync._client.Client), as trio does; pickle
+# finds each class there too. Only what beanproto_sync's private modules define is
+# renamed (not the errors, which are beanproto's).
+for _obj in [globals()[_name] for _name in __all__]:
+    if isinstance(_obj, (type, FunctionType)) and _obj.__module__.startswith(__name__ + "._"):
+        _obj.__module__ = __name__
+del _obj

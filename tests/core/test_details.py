@@ -86,6 +86,9 @@ def test_buried_error_carries_the_id() -> None:
 def test_reprs_do_not_leak_bodies() -> None:
     job = bp.Job(3, b"secret payload")
     assert "secret" not in repr(job) and "14 bytes" in repr(job)
+    # A serializer's loads may give anything, with or without a length.
+    assert repr(bp.Job(4, {"to": "secret"})) == "Job(id=4, body=<dict>)"
+    assert repr(bp.Job(5, 42)) == "Job(id=5, body=<int>)"
     conn = bp.Connection()
     conn.send(bp.Put(b"secret"))
     assert repr(conn) == "<beanproto.Connection open, 1 replies owed, using 'default'>"

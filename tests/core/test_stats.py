@@ -33,6 +33,7 @@ from stats_samples import (
     attr,
 )
 
+import beanproto as bp
 from beanproto._errors import RemoteProtocolError
 from beanproto._stats import (
     JobStats,
@@ -247,8 +248,6 @@ MALFORMED_STATS: dict[str, bytes] = {
     "empty key": STATS_1_12 + b": x\n",
     "duplicate key": STATS_1_12 + b"cmd-put: 6\n",
     "duplicate unknown key": STATS_1_12 + b"foo: 1\nfoo: 1\n",
-    "missing required key": _without(STATS_1_12, "cmd-put"),
-    "missing id": _without(STATS_1_12, "id"),
     "int: empty": _with(STATS_1_12, "cmd-put", b""),
     "int: trailing junk": _with(STATS_1_12, "cmd-put", b"12x"),
     "int: plus sign": _with(STATS_1_12, "cmd-put", b"+1"),
@@ -288,9 +287,12 @@ def _required(keys: dict[str, str], optional: frozenset[str] = frozenset()) -> l
 
 
 @pytest.mark.parametrize("key", _required(SERVER_KEYS, SERVER_KEYS_SINCE_1_12))
-def test_each_required_server_key_is_required(key: str) -> None:
-    with pytest.raises(RemoteProtocolError, match=re.escape(key)):
-        parse_server_stats(_without(STATS_1_12, key))
+def test_an_omitted_server_key_reads_as_none(key: str) -> None:
+    # Every version 1.10-1.13 sends it; a fork or a future version may not.
+    stats = parse_server_stats(_without(STATS_1_12, key))
+    assert getattr(stats, attr(key)) is None
+    full = parse_server_stats(STATS_1_12)
+    assert stats == dataclasses.replace(full, **{attr(key): None})
 
 
 @pytest.mark.parametrize("key", sorted(SERVER_KEYS_SINCE_1_12))
@@ -300,15 +302,48 @@ def test_each_1_12_key_is_optional(key: str) -> None:
 
 
 @pytest.mark.parametrize("key", list(JOB_KEYS))
-def test_each_job_key_is_required(key: str) -> None:
-    with pytest.raises(RemoteProtocolError, match=re.escape(key)):
-        parse_job_stats(_without(JOB_UNQUOTED, key))
+def test_an_omitted_job_key_reads_as_none(key: str) -> None:
+    stats = parse_job_stats(_without(JOB_UNQUOTED, key))
+    assert stats == dataclasses.replace(parse_job_stats(JOB_UNQUOTED), **{attr(key): None})
 
 
 @pytest.mark.parametrize("key", list(TUBE_KEYS))
-def test_each_tube_key_is_required(key: str) -> None:
-    with pytest.raises(RemoteProtocolError, match=re.escape(key)):
-        parse_tube_stats(_without(TUBE_UNQUOTED, key))
+def test_an_omitted_tube_key_reads_as_none(key: str) -> None:
+    stats = parse_tube_stats(_without(TUBE_UNQUOTED, key))
+    assert stats == dataclasses.replace(parse_tube_stats(TUBE_UNQUOTED), **{attr(key): None})
+
+
+def test_an_omitted_key_still_checks_the_others() -> None:
+    with pytest.raises(RemoteProtocolError, match="cmd-put"):
+        parse_server_stats(_with(_without(STATS_1_12, "pid"), "cmd-put", b"x"))
+
+
+def test_stats_job_checks_the_id_unless_omitted() -> None:
+    job_id = parse_job_stats(JOB_UNQUOTED).id
+    assert parse_job_stats(JOB_UNQUOTED, job_id).id == job_id
+    with pytest.raises(RemoteProtocolError, match="was answered for job"):
+        parse_job_stats(JOB_UNQUOTED, job_id + 1)
+    assert parse_job_stats(_without(JOB_UNQUOTED, "id"), job_id + 1).id is None
+
+
+@pytest.mark.parametrize(
+    ("command", "payload", "key"),
+    [
+        (bp.Stats(), STATS_1_12, "cmd-put"),
+        (bp.StatsTube("default"), TUBE_UNQUOTED, "current-jobs-ready"),
+        (bp.StatsJob(1), JOB_UNQUOTED, "id"),
+    ],
+    ids=["stats", "stats-tube", "stats-job"],
+)
+def test_an_omitted_key_keeps_the_connection(command: bp.Command, payload: bytes, key: str) -> None:
+    conn = bp.Connection()
+    conn.send(command)
+    conn.send(bp.Use("a"))
+    body = _without(payload, key)
+    conn.receive_data(b"OK %d\r\n%b\r\nUSING a\r\n" % (len(body), body))
+    event = conn.next_event()
+    assert getattr(event, attr(key)) is None
+    assert conn.next_event() == bp.Using("a")
 
 
 def test_error_message_shows_the_line_truncated() -> None:
@@ -326,7 +361,7 @@ def test_stats_payload_is_not_a_tube_list() -> None:
     with pytest.raises(RemoteProtocolError):
         parse_server_stats(TUBE_LIST)
     with pytest.raises(RemoteProtocolError):
-        parse_job_stats(STATS_1_12)  # every job key is missing
+        parse_job_stats(STATS_1_12)  # its id (hex) is not a job's id (decimal)
 
 
 MALFORMED_LISTS: dict[str, bytes] = {
@@ -384,8 +419,9 @@ def _value(draw: st.DrawFn, kind: str) -> tuple[str, Any]:
 def _payloads(
     keys: dict[str, str], optional: frozenset[str] = frozenset()
 ) -> st.SearchStrategy[tuple[bytes, dict[str, Any]]]:
-    """Payloads with every required key, some optional ones and some unknown ones, in any
-    order, with the expected attribute values (including ``extra``)."""
+    """Payloads with every key but some ``optional`` ones (which read as ``None``), and
+    some unknown ones, in any order, with the expected attribute values (including
+    ``extra``)."""
     unknown_keys = st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True).filter(
         lambda k: k not in keys
     )
@@ -396,6 +432,7 @@ def _payloads(
         expected: dict[str, Any] = {}
         for key, kind in keys.items():
             if key in optional and draw(st.booleans()):
+                expected[attr(key)] = None
                 continue
             wire, value = draw(_value(kind))
             lines.append(f"{key}: {wire}")
@@ -425,6 +462,20 @@ def test_generated_job_stats(case: tuple[bytes, dict[str, Any]]) -> None:
 def test_generated_tube_stats(case: tuple[bytes, dict[str, Any]]) -> None:
     payload, expected = case
     assert parse_tube_stats(payload) == TubeStats(**expected)
+
+
+@pytest.mark.parametrize(
+    ("parse", "keys"),
+    [(parse_server_stats, SERVER_KEYS), (parse_job_stats, JOB_KEYS), (parse_tube_stats, TUBE_KEYS)],
+    ids=["server", "job", "tube"],
+)
+@given(data=st.data())
+def test_generated_stats_with_any_keys_omitted(
+    parse: Callable[[bytes], Any], keys: dict[str, str], data: st.DataObject
+) -> None:
+    payload, expected = data.draw(_payloads(keys, frozenset(keys)))
+    result = parse(payload)
+    assert {name: getattr(result, name) for name in expected} == expected
 
 
 _tube_names = st.from_regex(r"[A-Za-z0-9+/;.$_()][A-Za-z0-9+/;.$_()-]{0,199}", fullmatch=True)

@@ -23,7 +23,7 @@ def test_same_public_methods() -> None:
     sync = _public_methods(beanproto_sync.Client)
     anyio_ = _public_methods(beanproto_anyio.Client)
     assert sorted(sync) == sorted(anyio_)
-    assert len(sync) == 25  # every method of SPEC.md but close()
+    assert len(sync) == 26  # every method of SPEC.md but close(), and pipeline()
 
 
 def test_same_signatures() -> None:
@@ -47,9 +47,10 @@ def test_same_construction_keywords() -> None:
     sync = inspect.signature(beanproto_sync.Client.__init__).parameters
     client = inspect.signature(beanproto_anyio.Client.__init__).parameters
     connect = inspect.signature(beanproto_anyio.connect).parameters
-    for name in ("encoding", "use", "watch", "max_body_size"):
+    for name in ("encoding", "serializer", "use", "watch", "max_body_size"):
         assert sync[name] == client[name] == connect[name]
-    assert {"tls", "ssl_context"} <= set(connect)
+    for name in ("address", "tls", "ssl_context"):
+        assert sync[name] == connect[name], name
 
 
 def test_same_exports() -> None:
@@ -84,6 +85,14 @@ def test_workers_are_twins() -> None:
 def test_worker_construction_keywords() -> None:
     sync = inspect.signature(beanproto_sync.Worker.__init__).parameters
     anyio_ = inspect.signature(beanproto_anyio.Worker.__init__).parameters
-    for name in ("concurrency", "max_attempts", "retry_delay", "grace", "encoding"):
+    for name in (
+        "address",
+        "concurrency",
+        "max_attempts",
+        "retry_delay",
+        "grace",
+        "encoding",
+        "serializer",
+    ):
         assert sync[name] == anyio_[name], name
     assert "timeout" in sync  # the blocking worker's socket timeout

@@ -5,7 +5,8 @@ drivers of the core with the same API, and everything they do alike that is not
 I/O lives here, public, so that a driver for another event loop (gevent, Twisted,
 a hand-written ``selectors`` loop) gets exactly what they get: the commands a
 client sends at connect time for ``use=``/``watch=``, a ``reserve`` timeout as
-its command, a put's body under the client's ``encoding``, the event a call
+its command, a put's body under the client's ``encoding`` and ``serializer``
+(and a job's body back), the event a call
 hoped for (or the error it raises instead), a reply as a :class:`~beanproto.Job`,
 the outcomes of a pipelined batch, which commands may hand a job to the caller
 or hold the connection, and the TCP options of a client socket. Nothing here
@@ -18,7 +19,7 @@ import contextlib
 import math
 import socket
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from ._commands import (
     DEFAULT_TUBE,
@@ -26,6 +27,7 @@ from ._commands import (
     Command,
     Ignore,
     Put,
+    Quit,
     Reserve,
     ReserveJob,
     ReserveWithTimeout,
@@ -54,8 +56,10 @@ from ._stats import JobStats, ServerStats, TubeStats
 
 __all__ = [
     "KEEPALIVE",
+    "Serializer",
     "batch_outcomes",
     "blocks",
+    "body_encoding",
     "buried",
     "deleted",
     "encode_body",
@@ -67,6 +71,7 @@ __all__ = [
     "kick_count",
     "kicked",
     "paused",
+    "pipeline_commands",
     "put_commands",
     "released",
     "reserve_command",
@@ -82,6 +87,22 @@ __all__ = [
 ]
 
 E = TypeVar("E")
+
+
+class Serializer(Protocol):
+    """What ``serializer=`` takes: an object with ``dumps`` and ``loads``, such
+    as the ``json``, ``pickle`` or ``msgpack`` module.
+
+    ``dumps(obj)`` returns the body as ``bytes`` (or ``str``, encoded with the
+    client's encoding, UTF-8 by default); ``loads(data)`` gets the body as the
+    server sent it, ``bytes``. ``loads`` returns ``Any`` here: a client with a
+    serializer is a ``Client[Any]``, its jobs ``Job[Any]``.
+    """
+
+    def dumps(self, obj: Any, /) -> bytes | str: ...
+
+    def loads(self, data: bytes, /) -> Any: ...
+
 
 #: TCP keepalive: first probe after 30 s idle, then every 10 s, give up after 3
 #: unanswered probes, so a dead server is noticed within about a minute even
@@ -155,6 +176,24 @@ def blocks(command: Command) -> bool:
     return type(command) is Reserve or (type(command) is ReserveWithTimeout and command.timeout > 0)
 
 
+def pipeline_commands(commands: Iterable[Command]) -> list[Command]:
+    """The commands of a client's ``pipeline()``, checked: each a core
+    :class:`~beanproto.Command` that does not make the server wait and is not
+    ``quit`` (:class:`~beanproto.InvalidArgument` otherwise, before anything is sent)."""
+    batch = list(commands)
+    for command in batch:
+        if not isinstance(command, Command):
+            raise TypeError(f"pipeline() takes beanproto commands, not {type(command).__name__}")
+        if blocks(command):
+            raise InvalidArgument(
+                f"pipeline() cannot send {command!r}: the server would read nothing after "
+                "it until it answers; use reserve()"
+            )
+        if type(command) is Quit:
+            raise InvalidArgument("pipeline() cannot send Quit(); close the client instead")
+    return batch
+
+
 def reserves(command: Command) -> bool:
     """Whether the reply to ``command`` may reserve a job for this connection:
     a caller that gives up on such a reply must close the connection, so that
@@ -167,20 +206,52 @@ def job_id(job_or_id: Job[Any] | int) -> int:
     return job_or_id.id if isinstance(job_or_id, Job) else job_or_id
 
 
-def encode_body(body: object, encoding: str | None) -> object:
-    """A put's body as the core takes it: a ``str`` encoded with ``encoding``
-    (``UnicodeEncodeError`` if it cannot be); anything else as it is, for
-    :class:`~beanproto.Put` to take (bytes-like) or refuse (``TypeError``)."""
+def body_encoding(encoding: str | None, serializer: Serializer | None) -> str | None:
+    """Check a client's ``encoding`` and ``serializer`` before connecting
+    (``LookupError`` for an unknown encoding, ``TypeError`` for a serializer
+    without ``dumps`` and ``loads``); return the encoding to use: ``encoding``,
+    or UTF-8 for a serializer given none (for a ``dumps`` that returns ``str``)."""
+    if serializer is not None:
+        if not (
+            callable(getattr(serializer, "dumps", None))
+            and callable(getattr(serializer, "loads", None))
+        ):
+            raise TypeError(
+                "serializer must have dumps(obj) and loads(data), like the json module, "
+                f"not {type(serializer).__name__}"
+            )
+        if encoding is None:
+            return "utf-8"
+    if encoding is not None:
+        "".encode(encoding)  # LookupError now for an unknown encoding
+    return encoding
+
+
+def encode_body(body: object, encoding: str | None, serializer: Serializer | None = None) -> object:
+    """A put's body as the core takes it: with a ``serializer``, ``dumps(body)``;
+    a ``str`` encoded with ``encoding`` (``UnicodeEncodeError`` if it cannot be);
+    anything else as it is, for :class:`~beanproto.Put` to take (bytes-like) or
+    refuse (``TypeError``). Pass the encoding :func:`body_encoding` returned."""
+    if serializer is not None:
+        body = serializer.dumps(body)
     if encoding is not None and isinstance(body, str):
         return body.encode(encoding)
     return body
 
 
 def put_commands(
-    bodies: Iterable[object], encoding: str | None, priority: int, delay: int, ttr: int
+    bodies: Iterable[object],
+    encoding: str | None,
+    priority: int,
+    delay: int,
+    ttr: int,
+    serializer: Serializer | None = None,
 ) -> list[Put]:
     """The :class:`~beanproto.Put` of each body of a ``put_many``."""
-    return [Put(encode_body(b, encoding), priority, delay, ttr) for b in bodies]  # type: ignore[arg-type]
+    return [
+        Put(encode_body(b, encoding, serializer), priority, delay, ttr)  # type: ignore[arg-type]
+        for b in bodies
+    ]
 
 
 def expect(event: Event, kind: type[E]) -> E:
@@ -250,12 +321,21 @@ def tube_stats(event: Event) -> TubeStats:
     return expect(event, TubeStats)
 
 
-def job_from_event(event: Event, encoding: str | None) -> Job[Any]:
-    """The job a ``RESERVED``/``FOUND`` reply carries, its body decoded if an
-    ``encoding`` is given (:class:`~beanproto.BodyDecodeError`, with the job's
-    id, if it does not decode); any other reply raises its error."""
+def job_from_event(
+    event: Event, encoding: str | None, serializer: Serializer | None = None
+) -> Job[Any]:
+    """The job a ``RESERVED``/``FOUND`` reply carries: its body loaded with the
+    ``serializer`` (which gets the raw bytes), else decoded if an ``encoding``
+    is given, else the bytes. A body that does not load or decode raises
+    :class:`~beanproto.BodyDecodeError` with the job's id and raw body (the
+    job is the caller's all the same); any other reply raises its error."""
     if type(event) is Reserved or type(event) is Found:
         body = event.body
+        if serializer is not None:
+            try:
+                return Job(event.id, serializer.loads(body))
+            except Exception as exc:
+                raise BodyDecodeError(event.id, body, encoding, serializer) from exc
         if encoding is None:
             return Job(event.id, body)
         try:

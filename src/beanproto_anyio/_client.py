@@ -27,6 +27,7 @@ from beanproto import (
     DEFAULT_TTR,
     MAX_LINE_SIZE,
     Bury,
+    Command,
     Connection,
     Delete,
     Deleted,
@@ -59,7 +60,9 @@ from beanproto import (
     Watch,
 )
 from beanproto.adapter import (
+    Serializer,
     batch_outcomes,
+    body_encoding,
     buried,
     deleted,
     encode_body,
@@ -70,6 +73,7 @@ from beanproto.adapter import (
     kick_count,
     kicked,
     paused,
+    pipeline_commands,
     put_commands,
     released,
     reserve_command,
@@ -82,16 +86,13 @@ from beanproto.adapter import (
     using_tube,
     watch_count,
 )
+from beanproto.address import Address, resolve_address
 
 from ._multiplexer import Multiplexer
 
 __all__ = ["Address", "Client", "connect"]
 
 BodyT = TypeVar("BodyT", bytes, str)
-
-
-Address = tuple[str, int] | str
-"""What :func:`connect` connects to: ``(host, port)`` or a Unix socket path."""
 
 
 def _describe(stream: anyio.abc.ByteStream) -> str:
@@ -115,7 +116,11 @@ class Client(Generic[BodyT]):
     one write. The client owns the stream and closes it. With ``encoding=None``
     job bodies are ``bytes`` in and out (``Client[bytes]``); with an encoding,
     :meth:`put` takes ``str`` (or ``bytes``) and jobs carry ``str`` bodies
-    (``Client[str]``). ``max_body_size`` bounds the body of a reply the client
+    (``Client[str]``). With a ``serializer`` (``dumps``/``loads``, like the
+    ``json`` module), :meth:`put` takes any object and jobs carry
+    ``loads(body)``, as on :class:`beanproto_sync.Client` (a ``Client[Any]``;
+    a body that does not load raises :class:`beanproto.BodyDecodeError`).
+    ``max_body_size`` bounds the body of a reply the client
     accepts (default 1 GiB); a server announcing more is refused at once with
     :class:`beanproto.RemoteProtocolError`. ``max_command_size`` is the longest
     command line the server reads: pass :data:`beanproto.MAX_LINE_SIZE_1_10` for
@@ -151,7 +156,7 @@ class Client(Generic[BodyT]):
     ``KeyboardInterrupt`` during a call breaks the connection.
     """
 
-    __slots__ = ("_address", "_encoding", "_mux", "_setup")
+    __slots__ = ("_address", "_encoding", "_mux", "_serializer", "_setup")
 
     @overload
     def __init__(
@@ -159,6 +164,7 @@ class Client(Generic[BodyT]):
         stream: anyio.abc.ByteStream,
         *,
         encoding: None = None,
+        serializer: None = None,
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
@@ -171,6 +177,20 @@ class Client(Generic[BodyT]):
         stream: anyio.abc.ByteStream,
         *,
         encoding: str,
+        serializer: None = None,
+        use: str | None = None,
+        watch: str | Iterable[str] | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_command_size: int = MAX_LINE_SIZE,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Client[Any],
+        stream: anyio.abc.ByteStream,
+        *,
+        encoding: str | None = None,
+        serializer: Serializer,
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
@@ -182,22 +202,22 @@ class Client(Generic[BodyT]):
         stream: anyio.abc.ByteStream,
         *,
         encoding: str | None = None,
+        serializer: Serializer | None = None,
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_command_size: int = MAX_LINE_SIZE,
     ) -> None:
-        if encoding is not None:
-            "".encode(encoding)  # LookupError now for an unknown encoding
+        self._encoding = body_encoding(encoding, serializer)
+        self._serializer = serializer
         self._setup = setup_commands(use, watch)
-        self._encoding = encoding
         self._mux = Multiplexer(
             stream, max_body_size=max_body_size, max_command_size=max_command_size
         )
         self._address = _describe(stream)
 
     def _job(self, event: Event) -> Job[BodyT]:
-        return cast(Job[BodyT], job_from_event(event, self._encoding))
+        return cast(Job[BodyT], job_from_event(event, self._encoding, self._serializer))
 
     # -- producing -------------------------------------------------------------------
 
@@ -213,10 +233,12 @@ class Client(Generic[BodyT]):
         Raises :class:`beanproto.BuriedError` (with the new job's ``id``) if the
         server buried it for lack of memory, :class:`beanproto.JobTooBigError`,
         :class:`beanproto.DrainingError`. Without an encoding a ``str`` body
-        raises ``TypeError``. Cancelled after writing, the job may exist (its
-        reply is dropped) and the client stays in sync.
+        raises ``TypeError``; with a serializer, ``body`` is any object it
+        dumps. Cancelled after writing, the job may exist (its reply is
+        dropped) and the client stays in sync.
         """
-        put = Put(encode_body(body, self._encoding), priority, delay, ttr)  # type: ignore[arg-type]
+        data = encode_body(body, self._encoding, self._serializer)
+        put = Put(data, priority, delay, ttr)  # type: ignore[arg-type]
         return await self._mux.request(put, inserted_id)
 
     async def put_many(
@@ -235,7 +257,7 @@ class Client(Generic[BodyT]):
         Cancelled while still writing, the client is broken; cancelled while
         reading replies, it stays in sync (some jobs were inserted).
         """
-        commands = put_commands(bodies, self._encoding, priority, delay, ttr)
+        commands = put_commands(bodies, self._encoding, priority, delay, ttr, self._serializer)
         if not commands:
             await anyio.lowlevel.checkpoint()
             return []
@@ -297,6 +319,26 @@ class Client(Generic[BodyT]):
             await anyio.lowlevel.checkpoint()
             return
         await self._mux.exchange(commands, lambda events: batch_outcomes(commands, events, Deleted))
+
+    async def pipeline(self, commands: Iterable[Command]) -> list[Event]:
+        """Send core commands in one pipelined exchange and return their replies,
+        one event per command, in order (what the batch methods are built on).
+
+        Refusals come back as events (``NotFound()``, ...), not raised:
+        :func:`beanproto.error_for_event` makes the exception of one. A job
+        reserved here (``ReserveWithTimeout(0)``, ``ReserveJob``) is the caller's,
+        its body undecoded: :func:`beanproto.adapter.job_from_event` makes the
+        :class:`~beanproto.Job`. Commands that make the server wait (``Reserve``,
+        a reserve with a timeout) and ``Quit`` are refused with
+        :class:`beanproto.InvalidArgument` before anything is sent. Cancellation
+        as for :meth:`put_many`; a job reserved for a cancelled pipeline goes back
+        (the connection is closed).
+        """
+        batch = pipeline_commands(commands)
+        if not batch:
+            await anyio.lowlevel.checkpoint()
+            return []
+        return await self._mux.exchange(batch, list)
 
     async def release(
         self, job_or_id: Job[Any] | int, priority: int = DEFAULT_PRIORITY, delay: int = 0
@@ -421,9 +463,10 @@ class Client(Generic[BodyT]):
 
 @overload
 def connect(
-    address: Address,
+    address: Address | None = None,
     *,
     encoding: None = None,
+    serializer: None = None,
     use: str | None = None,
     watch: str | Iterable[str] | None = None,
     tls: bool = False,
@@ -435,9 +478,10 @@ def connect(
 
 @overload
 def connect(
-    address: Address,
+    address: Address | None = None,
     *,
     encoding: str,
+    serializer: None = None,
     use: str | None = None,
     watch: str | Iterable[str] | None = None,
     tls: bool = False,
@@ -447,10 +491,26 @@ def connect(
 ) -> AbstractAsyncContextManager[Client[str]]: ...
 
 
+@overload
 def connect(
-    address: Address,
+    address: Address | None = None,
     *,
     encoding: str | None = None,
+    serializer: Serializer,
+    use: str | None = None,
+    watch: str | Iterable[str] | None = None,
+    tls: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    max_command_size: int = MAX_LINE_SIZE,
+) -> AbstractAsyncContextManager[Client[Any]]: ...
+
+
+def connect(
+    address: Address | None = None,
+    *,
+    encoding: str | None = None,
+    serializer: Serializer | None = None,
     use: str | None = None,
     watch: str | Iterable[str] | None = None,
     tls: bool = False,
@@ -460,34 +520,35 @@ def connect(
 ) -> AbstractAsyncContextManager[Client[Any]]:
     """Connect to beanstalkd: ``async with connect(address) as client``.
 
-    ``address`` is ``(host, port)`` (TCP, with ``TCP_NODELAY`` and keepalive)
-    or a Unix socket path. ``tls=True`` or an ``ssl_context``
-    (``ssl.SSLContext``) wraps a TCP connection in TLS, e.g. to reach beanstalkd
-    behind a TLS-terminating proxy. The other arguments are :class:`Client`'s;
-    invalid ones raise before connecting. Leaving the block closes the client.
+    ``address`` is ``(host, port)`` (TCP, with ``TCP_NODELAY`` and keepalive),
+    any two-item sequence, a Unix socket path (``str`` with a ``/``, or
+    ``pathlib.Path``) or an address string (``host:port``,
+    ``beanstalk://host:port``, ``unix:///path``: :mod:`beanproto.address`);
+    ``None``, the default, means ``$BEANSTALKD_URL``, else ``127.0.0.1:11300``.
+    ``tls=True`` or an ``ssl_context`` (``ssl.SSLContext``) wraps a TCP
+    connection in TLS, e.g. to reach beanstalkd behind a TLS-terminating
+    proxy. The other arguments are :class:`Client`'s; invalid ones (a
+    malformed address: ``ValueError``) raise before connecting. Leaving the
+    block closes the client.
     """
-    if encoding is not None:
-        "".encode(encoding)
+    encoding = body_encoding(encoding, serializer)
     if watch is not None and not isinstance(watch, str):
         watch = list(watch)  # read once: an iterator is used up by the check below
     setup_commands(use, watch)  # invalid tube names raise before connecting
     Connection(max_body_size=max_body_size, max_command_size=max_command_size)  # and limits
-    if isinstance(address, str):
-        if tls or ssl_context is not None:
-            raise InvalidArgument("TLS needs a (host, port) address")
-    elif not isinstance(address, tuple):
-        raise TypeError(
-            f"address must be (host, port) or a Unix socket path, not {type(address).__name__}"
-        )
+    target = resolve_address(address)
+    if isinstance(target, str) and (tls or ssl_context is not None):
+        raise InvalidArgument("TLS needs a (host, port) address, not a Unix socket")
     return _connect(
-        address, encoding, use, watch, tls, ssl_context, max_body_size, max_command_size
+        target, encoding, serializer, use, watch, tls, ssl_context, max_body_size, max_command_size
     )
 
 
 @asynccontextmanager
 async def _connect(
-    address: Address,
+    address: tuple[str, int] | str,
     encoding: str | None,
+    serializer: Serializer | None,
     use: str | None,
     watch: str | Iterable[str] | None,
     tls: bool,
@@ -515,6 +576,7 @@ async def _connect(
         client: Client[Any] = Client(
             stream,
             encoding=encoding,
+            serializer=serializer,
             use=use,
             watch=watch,
             max_body_size=max_body_size,

@@ -10,6 +10,7 @@ clients do alike is :mod:`beanproto.adapter`'s.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast, overload
@@ -20,6 +21,7 @@ from beanproto import (
     DEFAULT_TTR,
     MAX_LINE_SIZE,
     Bury,
+    Command,
     Delete,
     Deleted,
     Event,
@@ -52,7 +54,9 @@ from beanproto import (
     Watch,
 )
 from beanproto.adapter import (
+    Serializer,
     batch_outcomes,
+    body_encoding,
     buried,
     deleted,
     encode_body,
@@ -63,6 +67,7 @@ from beanproto.adapter import (
     kick_count,
     kicked,
     paused,
+    pipeline_commands,
     put_commands,
     released,
     reserve_command,
@@ -85,13 +90,34 @@ BodyT = TypeVar("BodyT", bytes, str)
 class Client(Generic[BodyT]):
     """A blocking client for one beanstalkd connection.
 
-    ``address`` is ``(host, port)``, a Unix socket path, or an already connected
-    ``socket.socket`` (the client takes it over and closes it). With
-    ``encoding=None`` job bodies are ``bytes`` in and out (``Client[bytes]``);
-    with an encoding, :meth:`put` takes ``str`` (or ``bytes``) and jobs carry
-    ``str`` bodies (``Client[str]``). ``use`` and ``watch`` (a tube or an
-    iterable of tubes; without ``"default"`` in it, ``default`` is ignored) are
-    sent at connect time in one write.
+    ``address`` is ``(host, port)`` (or any two-item sequence), a Unix socket
+    path (``str`` with a ``/``, or ``pathlib.Path``), an address string
+    (``host:port``, ``host``, ``beanstalk://host:port``, ``unix:///path``: see
+    :mod:`beanproto.address`), or an already connected ``socket.socket`` (the
+    client takes it over and closes it). ``None``, the default, means
+    ``$BEANSTALKD_URL``, else ``127.0.0.1:11300``; a malformed address raises
+    ``ValueError`` (:class:`beanproto.address.AddressError`) naming it.
+
+    Bodies: with ``encoding=None`` job bodies are ``bytes`` in and out
+    (``Client[bytes]``); with an encoding, :meth:`put` takes ``str`` (or
+    ``bytes``) and jobs carry ``str`` bodies (``Client[str]``). With a
+    ``serializer`` (any object with ``dumps(obj)`` and ``loads(data)``: the
+    ``json``, ``pickle`` or ``msgpack`` module), :meth:`put` takes any object
+    and sends ``dumps(obj)`` (a ``str`` encoded with ``encoding``, UTF-8 by
+    default), and jobs carry ``loads(body)`` (``loads`` gets the raw bytes); a
+    body that does not load raises :class:`beanproto.BodyDecodeError`, as one
+    that does not decode does. The type checker sees such a client as
+    ``Client[Any]``: ``loads`` returns ``Any`` (:class:`beanproto.adapter.Serializer`).
+    ``use`` and ``watch`` (a tube or an iterable of tubes; without
+    ``"default"`` in it, ``default`` is ignored) are sent at connect time in
+    one write.
+
+    TLS: ``tls=True`` or an ``ssl_context`` (``ssl.SSLContext``; by default
+    ``ssl.create_default_context()``) wraps the TCP connection in TLS, checking
+    the server's certificate against the host name, e.g. to reach beanstalkd
+    behind a TLS-terminating proxy. A Unix socket or a connected socket refuse
+    it with :class:`beanproto.InvalidArgument`. beanstalkd itself speaks no TLS:
+    a handshake with it waits for ever, so give a ``timeout``.
 
     ``max_body_size`` bounds the body of a reply (a job or a stats payload)
     that the client accepts; a server announcing more is refused at once with
@@ -101,12 +127,13 @@ class Client(Generic[BodyT]):
     and a command it could not read raises :class:`beanproto.InvalidArgument`
     before anything is sent (docs/versions.md).
 
-    ``timeout`` (seconds, ``None`` for none) bounds each call as a whole, every
-    send and every reply, except the wait of a reserve: ``reserve(timeout=t)``
-    may wait ``t`` plus ``timeout`` for its reply to begin, and ``reserve()``
-    waits for a job however long it takes (TCP keepalive notices a dead server
-    within about a minute); once a reply has begun, its rest is bounded by
-    ``timeout`` too.
+    ``timeout`` (seconds, ``None`` for none; for a connected socket, ``None``
+    keeps the socket's own timeout, and a non-blocking socket gets none)
+    bounds connecting and each call as a whole, every send and every reply,
+    except the wait of a reserve: ``reserve(timeout=t)`` may wait ``t`` plus
+    ``timeout`` for its reply to begin, and ``reserve()`` waits for a job
+    however long it takes (TCP keepalive notices a dead server within about a
+    minute); once a reply has begun, its rest is bounded by ``timeout`` too.
 
     Errors: the server's refusals raise :class:`beanproto.CommandError`
     subclasses and leave the connection usable. An interrupted exchange (socket
@@ -127,17 +154,20 @@ class Client(Generic[BodyT]):
     :class:`~beanproto_sync.ConcurrentUseError`.
     """
 
-    __slots__ = ("_encoding", "_transport")
+    __slots__ = ("_encoding", "_serializer", "_transport")
 
     @overload
     def __init__(
         self: Client[bytes],
-        address: Address,
+        address: Address | None = None,
         *,
         encoding: None = None,
+        serializer: None = None,
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
         timeout: float | None = None,
+        tls: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_command_size: int = MAX_LINE_SIZE,
     ) -> None: ...
@@ -145,43 +175,68 @@ class Client(Generic[BodyT]):
     @overload
     def __init__(
         self: Client[str],
-        address: Address,
+        address: Address | None = None,
         *,
         encoding: str,
+        serializer: None = None,
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
         timeout: float | None = None,
+        tls: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_command_size: int = MAX_LINE_SIZE,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Client[Any],
+        address: Address | None = None,
+        *,
+        encoding: str | None = None,
+        serializer: Serializer,
+        use: str | None = None,
+        watch: str | Iterable[str] | None = None,
+        timeout: float | None = None,
+        tls: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_command_size: int = MAX_LINE_SIZE,
     ) -> None: ...
 
     def __init__(
         self,
-        address: Address,
+        address: Address | None = None,
         *,
         encoding: str | None = None,
+        serializer: Serializer | None = None,
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
         timeout: float | None = None,
+        tls: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_command_size: int = MAX_LINE_SIZE,
     ) -> None:
-        if encoding is not None:
-            "".encode(encoding)  # LookupError now for an unknown encoding
+        encoding = body_encoding(encoding, serializer)
         if timeout is not None and not timeout > 0:
             raise InvalidArgument("timeout must be a positive number of seconds, or None")
+        if tls and ssl_context is None:
+            ssl_context = ssl.create_default_context()
         self._encoding = encoding
+        self._serializer = serializer
         self._transport = Transport(
             address,
             timeout=timeout,
             max_body_size=max_body_size,
             max_command_size=max_command_size,
             setup=setup_commands(use, watch),  # invalid names raise before connecting
+            ssl_context=ssl_context,
         )
         self._transport.open()
 
     def _job(self, event: Event) -> Job[BodyT]:
-        return cast(Job[BodyT], job_from_event(event, self._encoding))
+        return cast(Job[BodyT], job_from_event(event, self._encoding, self._serializer))
 
     # -- producing -------------------------------------------------------------------
 
@@ -197,9 +252,10 @@ class Client(Generic[BodyT]):
         Raises :class:`beanproto.BuriedError` (with the new job's ``id``) if the
         server buried it for lack of memory, :class:`beanproto.JobTooBigError`,
         :class:`beanproto.DrainingError`. Without an encoding a ``str`` body
-        raises ``TypeError``.
+        raises ``TypeError``; with a serializer, ``body`` is any object it dumps.
         """
-        put = Put(encode_body(body, self._encoding), priority, delay, ttr)  # type: ignore[arg-type]
+        data = encode_body(body, self._encoding, self._serializer)
+        put = Put(data, priority, delay, ttr)  # type: ignore[arg-type]
         return self._transport.request(put, inserted_id)
 
     def put_many(
@@ -216,7 +272,7 @@ class Client(Generic[BodyT]):
         replies were read, with ``exc.outcomes``: one entry per body, the job id
         (``int``) or the :class:`beanproto.CommandError` for that body.
         """
-        commands = put_commands(bodies, self._encoding, priority, delay, ttr)
+        commands = put_commands(bodies, self._encoding, priority, delay, ttr, self._serializer)
         if not commands:
             return []
         return self._transport.exchange(
@@ -274,6 +330,24 @@ class Client(Generic[BodyT]):
             self._transport.exchange(
                 commands, lambda events: batch_outcomes(commands, events, Deleted)
             )
+
+    def pipeline(self, commands: Iterable[Command]) -> list[Event]:
+        """Send core commands in one pipelined exchange and return their replies,
+        one event per command, in order (what the batch methods are built on).
+
+        Refusals come back as events (``NotFound()``, ...), not raised:
+        :func:`beanproto.error_for_event` makes the exception of one. A job
+        reserved here (``ReserveWithTimeout(0)``, ``ReserveJob``) is the caller's,
+        its body undecoded: :func:`beanproto.adapter.job_from_event` makes the
+        :class:`~beanproto.Job`. Commands that make the server wait (``Reserve``,
+        a reserve with a timeout) and ``Quit`` are refused with
+        :class:`beanproto.InvalidArgument` before anything is sent. Writing reads
+        the replies that arrive meanwhile, so a batch of any size cannot deadlock.
+        """
+        batch = pipeline_commands(commands)
+        if not batch:
+            return []
+        return self._transport.exchange(batch, list)
 
     def release(
         self, job_or_id: Job[Any] | int, priority: int = DEFAULT_PRIORITY, delay: int = 0

@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -59,14 +60,17 @@ from beanproto import (
     State,
 )
 from beanproto.adapter import batch_outcomes, set_tcp_options
+from beanproto.address import Address as _Address
+from beanproto.address import Resolved, describe, resolve_address
 
 __all__ = ["SAME", "Address", "ConcurrentUseError", "Transport"]
 
 T = TypeVar("T")
 
-#: What a client connects to: ``(host, port)``, a Unix socket path, or a
-#: connected socket (which the client then owns).
-Address = tuple[str, int] | str | socket.socket
+#: What a client connects to: an address of :mod:`beanproto.address` (``(host,
+#: port)``, a Unix socket path, an address string), or a connected socket
+#: (which the client then owns).
+Address = _Address | socket.socket
 
 #: Bytes read per ``recv``.
 _RECV_SIZE: Final = 65536
@@ -81,6 +85,9 @@ _QUIT_TIMEOUT: Final = 1.0
 #: What a call raises as itself and leaves the connection in step: the server's
 #: refusals, and a job body that does not decode (the job is the caller's).
 _IN_STEP: Final = (CommandError, BodyDecodeError)
+#: What a send or recv on a non-blocking socket raises when it cannot proceed
+#: (a TLS socket's own kinds: a TLS record may need the other direction).
+_WOULD_BLOCK: Final = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 #: ``wait`` for an exchange that keeps the client's timeout.
 SAME: Final[Any] = object()
@@ -105,25 +112,35 @@ class Transport:
         "_owner",
         "_setup",
         "_sock",
+        "_ssl_context",
         "description",
         "timeout",
     )
 
     def __init__(
         self,
-        address: Address,
+        address: Address | None,
         *,
         timeout: float | None,
         max_body_size: int,
         max_command_size: int,
         setup: Sequence[Command],
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        if not isinstance(address, (socket.socket, str, tuple)):
-            raise TypeError(
-                "address must be (host, port), a Unix socket path or a connected socket, "
-                f"not {type(address).__name__}"
-            )
-        self._address = address
+        target: Resolved | socket.socket
+        if isinstance(address, socket.socket):
+            if ssl_context is not None:
+                raise InvalidArgument("TLS needs a (host, port) address, not a connected socket")
+            if timeout is None:
+                # The socket's own timeout (a non-blocking socket's 0: none).
+                timeout = address.gettimeout() or None
+            target = address
+        else:
+            target = resolve_address(address)
+            if isinstance(target, str) and ssl_context is not None:
+                raise InvalidArgument("TLS needs a (host, port) address, not a Unix socket")
+        self._address = target
+        self._ssl_context = ssl_context
         self.timeout = timeout
         self._max_body_size = max_body_size
         self._max_command_size = max_command_size
@@ -133,7 +150,7 @@ class Transport:
         self._broken: str | None = "not connected yet"
         self._sock: socket.socket | None = None
         self._conn = Connection(max_body_size=max_body_size, max_command_size=max_command_size)
-        self.description = _describe(address)
+        self.description = _describe(target)
 
     # -- opening ---------------------------------------------------------------------
 
@@ -177,7 +194,14 @@ class Transport:
                 raise
             return sock
         host, port = address
-        return socket.create_connection((host, port), timeout=self.timeout)
+        sock = socket.create_connection((host, port), timeout=self.timeout)
+        if self._ssl_context is None:
+            return sock
+        try:
+            return self._ssl_context.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
 
     # -- exchanges -------------------------------------------------------------------
 
@@ -328,20 +352,25 @@ class Transport:
             while off < total:
                 try:
                     off += sock.send(view[off : off + _SLICE])
-                except BlockingIOError:
+                except _WOULD_BLOCK:
                     _wait_io(sock, deadline)
                 self._read_ready(events, n)
         finally:
             sock.settimeout(self.timeout)
 
     def _read_ready(self, events: list[Event], n: int) -> None:
-        """Read what has arrived, if anything, on the non-blocking socket."""
-        assert self._sock is not None
-        try:
-            data = self._sock.recv(_RECV_SIZE)
-        except BlockingIOError:
-            return
-        self._deliver(data, events, n)
+        """Read what has arrived, if anything, on the non-blocking socket (a TLS
+        socket's decrypted bytes too: ``poll`` cannot see those)."""
+        sock = self._sock
+        assert sock is not None
+        while True:
+            try:
+                data = sock.recv(_RECV_SIZE)
+            except _WOULD_BLOCK:
+                return
+            self._deliver(data, events, n)
+            if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                return
 
     # -- breaking and closing --------------------------------------------------------
 
@@ -420,16 +449,14 @@ class Transport:
             lock.release()
 
 
-def _describe(address: Address) -> str:
+def _describe(address: Resolved | socket.socket) -> str:
     if isinstance(address, socket.socket):
         try:
             peer = address.getpeername()
         except OSError:
             return "?"
         return peer if isinstance(peer, str) else f"{peer[0]}:{peer[1]}"
-    if isinstance(address, str):
-        return address
-    return f"{address[0]}:{address[1]}"
+    return describe(address)
 
 
 def _wait_io(sock: socket.socket, deadline: float | None) -> None:

@@ -433,3 +433,18 @@ async def test_remote_protocol_error(server: Server) -> None:
 async def test_reexports() -> None:
     assert beanproto_anyio.BrokenConnectionError is bp.BrokenConnectionError
     assert beanproto_anyio.Job is bp.Job
+
+
+async def test_pipeline(client: Client[bytes]) -> None:
+    ids = await client.put_many([b"a", b"b"])
+    replies = await client.pipeline(
+        [bp.StatsJob(ids[0]), bp.Delete(10**12), bp.ReserveWithTimeout(0), bp.Delete(ids[1])]
+    )
+    assert type(replies[0]) is bp.JobStats and replies[0].id == ids[0]
+    assert replies[1:] == [bp.NotFound(), bp.Reserved(ids[0], b"a"), bp.Deleted()]
+    await client.delete(ids[0])
+    assert await client.pipeline([]) == []
+    for command in (bp.Reserve(), bp.ReserveWithTimeout(5), bp.Quit()):
+        with pytest.raises(bp.InvalidArgument):
+            await client.pipeline([bp.Stats(), command])
+    assert await client.put(b"still in step") > 0

@@ -24,6 +24,8 @@ from beanproto_cli import AddressError, describe, parse_address
         ("unix:/run/beanstalkd.sock", "/run/beanstalkd.sock"),
         ("unix:///run/beanstalkd.sock", "/run/beanstalkd.sock"),
         ("unix:relative.sock", "relative.sock"),
+        ("/run/beanstalkd.sock", "/run/beanstalkd.sock"),
+        ("./beanstalkd.sock", "./beanstalkd.sock"),
     ],
 )
 def test_valid(text: str, expected: tuple[str, int] | str) -> None:
@@ -52,6 +54,7 @@ def test_valid(text: str, expected: tuple[str, int] | str) -> None:
         "unix://",
         "unix:///",
         "unix://relative",
+        "h1:11300,h2:11300",
     ],
 )
 def test_invalid(text: str) -> None:
@@ -63,3 +66,10 @@ def test_describe() -> None:
     assert describe(("127.0.0.1", 11300)) == "127.0.0.1:11300"
     assert describe(("::1", 5)) == "[::1]:5"
     assert describe("/tmp/x.sock") == "unix:/tmp/x.sock"
+
+
+def test_the_cli_reads_the_library_s_parser() -> None:
+    import beanproto.address
+
+    assert parse_address is beanproto.address.parse_address
+    assert AddressError is beanproto.address.AddressError

@@ -951,3 +951,27 @@ def test_close_while_a_broken_call_is_still_in_progress() -> None:
         assert c.closed and isinstance(errors[0], bp.BrokenConnectionError)
         with pytest.raises(bp.BrokenConnectionError, match="broken for the test"):
             c.stats()
+
+
+def test_pipeline(client: Client[bytes]) -> None:
+    ids = client.put_many([b"a", b"b"])
+    replies = client.pipeline(
+        [bp.StatsJob(ids[0]), bp.Delete(10**12), bp.ReserveWithTimeout(0), bp.Delete(ids[1])]
+    )
+    assert type(replies[0]) is bp.JobStats and replies[0].id == ids[0]
+    assert replies[1] == bp.NotFound()
+    assert replies[2] == bp.Reserved(ids[0], b"a")  # reserved for us: ours to delete
+    assert replies[3] == bp.Deleted()
+    client.delete(ids[0])
+    assert client.pipeline([]) == []
+    assert client.pipeline(iter([bp.ListTubeUsed()])) == [bp.Using(client.using())]
+
+
+def test_pipeline_refuses_what_would_wait_before_sending(client: Client[bytes]) -> None:
+    for command in (bp.Reserve(), bp.ReserveWithTimeout(5), bp.Quit()):
+        with pytest.raises(bp.InvalidArgument):
+            client.pipeline([bp.Stats(), command])
+    with pytest.raises(TypeError, match="beanproto commands"):
+        client.pipeline([b"stats\r\n"])  # type: ignore[list-item]
+    assert not client.closed
+    assert client.put(b"still in step") > 0

@@ -30,7 +30,9 @@ def test_producer_then_worker(server: Server, tube: str) -> None:
         out = run("producer.py", "--address", address, "--tube", tube, "--count", "50")
         assert f"put 50 jobs into {tube!r}" in out
         assert c.stats_tube(tube).current_jobs_ready == 50
-        out = run("worker.py", "--address", address, "--tube", tube, "--count", "50", "--idle", "1")
+        bad = c.put(b"\xff not utf-8")
+        out = run("worker.py", "--address", address, "--tube", tube)
         assert f"processed 50 jobs from {tube!r}" in out
         stats = c.stats_tube(tube)
         assert stats.current_jobs_ready == 0 and stats.cmd_delete == 50
+        assert c.stats_job(bad).state == "buried"  # not handed back to crash the next worker

@@ -1,0 +1,178 @@
+"""Where a client connects: one reading of an address for the library and the CLI.
+
+Theory of operation: users write addresses in many ways (a ``(host, port)``
+pair, a list from a config file, a ``pathlib.Path``, ``$BEANSTALKD_URL``, a
+URL), and every client, worker and the command line must read them alike, so
+:func:`resolve_address` is the one place that turns any of them into what a
+socket connects to: ``(host, port)`` for TCP or a ``str`` Unix socket path.
+It is pure (it reads the environment only for ``None``, and resolves no host
+name), so it can run, and fail, before anything connects.
+
+How a string is read, in order:
+
+- ``beanstalk://host[:port]`` (or ``beanstalkd://``): TCP; ``unix:///path`` or
+  ``unix:path``: a Unix socket;
+- a string with a ``/`` (``/run/beanstalkd.sock``, ``./sock``): a Unix socket path;
+- otherwise ``host:port``, or ``host`` alone (port 11300), or ``[::1]:11300``
+  (IPv6 in brackets). So ``"sock"`` names a *host*: write ``./sock`` or
+  ``unix:sock`` for a socket file in the current directory.
+
+Anything else raises :class:`AddressError` (a ``ValueError``) naming the text.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Final, TypeAlias
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "DEFAULT_PORT",
+    "ENVIRONMENT_VARIABLE",
+    "Address",
+    "AddressError",
+    "Resolved",
+    "describe",
+    "parse_address",
+    "resolve_address",
+]
+
+#: beanstalkd's port.
+DEFAULT_PORT: Final = 11300
+#: Where a client connects when given no address and ``$BEANSTALKD_URL`` is unset.
+DEFAULT_ADDRESS: Final = "127.0.0.1:11300"
+#: The environment variable read for ``address=None``.
+ENVIRONMENT_VARIABLE: Final = "BEANSTALKD_URL"
+
+#: What a client accepts as an address: ``(host, port)`` (any two-item
+#: sequence, e.g. ``[host, port]``), a Unix socket path (``str`` or
+#: ``os.PathLike``), or an address string (see the module's docstring).
+Address: TypeAlias = tuple[str, int] | Sequence[str | int] | str | os.PathLike[str]
+#: What a socket connects to: ``(host, port)``, or a Unix socket path.
+Resolved: TypeAlias = tuple[str, int] | str
+
+_FORMS: Final = "expected host:port, beanstalk://host:port, unix:/path or unix:///path"
+
+
+class AddressError(ValueError):
+    """An address is none of the accepted forms; the message names it."""
+
+
+def resolve_address(address: Address | None = None) -> Resolved:
+    """What ``address`` connects to: ``(host, port)`` for TCP, or a Unix socket path.
+
+    ``None`` reads ``$BEANSTALKD_URL`` (an :class:`AddressError` then says so),
+    else :data:`DEFAULT_ADDRESS`. A ``str`` is parsed by :func:`parse_address`;
+    an ``os.PathLike`` is a Unix socket path; a two-item sequence is
+    ``(host, port)``. Raises :class:`AddressError` for a malformed address and
+    ``TypeError`` for an object that is no address at all.
+
+        >>> resolve_address(("127.0.0.1", 11300))
+        ('127.0.0.1', 11300)
+        >>> resolve_address(["queue.example.com", 11301])
+        ('queue.example.com', 11301)
+        >>> resolve_address("beanstalk://[::1]")
+        ('::1', 11300)
+        >>> resolve_address("/run/beanstalkd.sock")
+        '/run/beanstalkd.sock'
+    """
+    if address is None:
+        text = os.environ.get(ENVIRONMENT_VARIABLE)
+        if not text:
+            return parse_address(DEFAULT_ADDRESS)
+        try:
+            return parse_address(text)
+        except AddressError as exc:
+            raise AddressError(f"invalid ${ENVIRONMENT_VARIABLE}: {exc}") from None
+    if isinstance(address, str):
+        return parse_address(address)
+    if isinstance(address, os.PathLike):
+        path = os.fspath(address)
+        if not isinstance(path, str) or not path:
+            raise AddressError(f"{address!r}: a Unix socket path must be a non-empty str path")
+        return path
+    if isinstance(address, Sequence) and not isinstance(address, (bytes, bytearray)):
+        if len(address) != 2:
+            raise AddressError(f"{address!r}: expected (host, port)")
+        host, port = address
+        if not isinstance(host, str) or not host:
+            raise AddressError(f"{address!r}: the host must be a non-empty str")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise AddressError(f"{address!r}: the port must be an int from 1 to 65535")
+        return host, port
+    raise TypeError(
+        "address must be (host, port), a Unix socket path or an address string, "
+        f"not {type(address).__name__}"
+    )
+
+
+def parse_address(text: str) -> Resolved:
+    """Parse an address string: ``(host, port)`` for TCP, or a Unix socket path.
+
+    Raises :class:`AddressError` with a message fit for the user.
+
+        >>> parse_address("localhost")
+        ('localhost', 11300)
+        >>> parse_address("unix:///run/beanstalkd.sock")
+        '/run/beanstalkd.sock'
+    """
+    original = text
+    text = text.strip()
+    if not text:
+        raise AddressError(f"empty address ({_FORMS})")
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        scheme = scheme.lower()
+        if scheme == "unix":
+            if not rest.startswith("/") or rest == "/":
+                raise AddressError(f"{original!r}: expected unix:///absolute/path")
+            return rest
+        if scheme not in ("beanstalk", "beanstalkd"):
+            raise AddressError(f"{original!r}: unknown scheme {scheme!r} ({_FORMS})")
+        if rest.endswith("/"):
+            rest = rest[:-1]
+        return _host_port(rest, original)
+    if text.lower().startswith("unix:"):
+        path = text[5:]
+        if not path:
+            raise AddressError(f"{original!r}: no socket path after 'unix:'")
+        return path
+    if "/" in text:
+        return text
+    return _host_port(text, original)
+
+
+def _host_port(text: str, original: str) -> tuple[str, int]:
+    if "," in text:
+        raise AddressError(f"{original!r}: one address expected, not a list")
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise AddressError(f"{original!r}: unclosed '[' in the host")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise AddressError(f"{original!r}: junk after ']'")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") > 1:
+        raise AddressError(f"{original!r}: put an IPv6 address in brackets, e.g. [::1]:11300")
+    else:
+        host, sep, port_text_ = text.partition(":")
+        port_text = port_text_ if sep else None
+    if not host:
+        raise AddressError(f"{original!r}: no host ({_FORMS})")
+    if any(c in host for c in "/?#@ \t"):
+        raise AddressError(f"{original!r}: {host!r} is not a host name ({_FORMS})")
+    if port_text is None:
+        return host, DEFAULT_PORT
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+        raise AddressError(f"{original!r}: port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def describe(address: Resolved) -> str:
+    """How an address is shown in messages: ``host:port``, ``[::1]:port`` or ``unix:/path``."""
+    if isinstance(address, str):
+        return f"unix:{address}"
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

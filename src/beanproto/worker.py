@@ -34,13 +34,15 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 from ._commands import DEFAULT_TUBE, Bury, Delete, Release, check_tube
-from ._errors import InvalidArgument
+from ._errors import BodyDecodeError, InvalidArgument
+from ._events import Buried, Deleted, Event, NotFound, Released
 from ._stats import JobStats
 
 __all__ = [
     "DEFAULT_GRACE",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_RETRY_DELAY",
+    "ENDED",
     "MAX_RETRY_DELAY",
     "TOUCH_CHECK_AFTER",
     "BuryJob",
@@ -48,9 +50,14 @@ __all__ = [
     "Handlers",
     "RetryJob",
     "TouchClock",
+    "WorkerBase",
     "WorkerOptions",
+    "check_ending",
     "finish",
     "is_async",
+    "log_failure",
+    "log_lost",
+    "log_undecodable",
     "logger",
     "retry_delay",
     "touch_margin",
@@ -70,6 +77,9 @@ TOUCH_CHECK_AFTER: Final = 0.4
 
 #: Where workers log each failure, retry and bury (with job id and tube).
 logger: Final = logging.getLogger("beanproto.worker")
+
+#: The reply that confirms each command that ends a job.
+ENDED: Final[Mapping[type, type[Event]]] = {Delete: Deleted, Release: Released, Bury: Buried}
 
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -187,6 +197,66 @@ def is_async(handler: Callable[..., Any]) -> bool:
     )
 
 
+class WorkerBase:
+    """What both workers are besides their I/O: options, handlers by tube, and
+    the registration API (``@worker.handler(tube)``, :meth:`add_handler`).
+    A subclass says whether it is :attr:`running`."""
+
+    __slots__ = ("_handlers", "_options")
+
+    def __init__(
+        self,
+        options: WorkerOptions,
+        handlers: Mapping[str, Callable[..., Any]] | None,
+        check: Callable[[Callable[..., Any]], None] | None = None,
+    ) -> None:
+        self._options = options
+        self._handlers: Handlers[Callable[..., Any]] = Handlers(check)
+        for tube, handler in (handlers or {}).items():
+            self.add_handler(tube, handler)
+
+    @property
+    def running(self) -> bool:
+        """True while the worker's ``run()`` runs."""
+        raise NotImplementedError
+
+    def handler(self, tube: str = DEFAULT_TUBE) -> Callable[[H], H]:
+        """``@worker.handler("emails")``: register the decorated function for a tube
+        (the name is checked at once)."""
+        check_tube(tube)
+
+        def register(fn: H) -> H:
+            return self.add_handler(tube, fn)
+
+        return register
+
+    def add_handler(self, tube: str, fn: H) -> H:
+        """Register ``fn`` for ``tube`` (one handler per tube: ``ValueError`` for
+        a second); return ``fn``. Not while the worker runs."""
+        if self.running:
+            raise RuntimeError("handlers cannot be added while the worker runs")
+        self._handlers.add(tube, fn)
+        return fn
+
+    @property
+    def tubes(self) -> list[str]:
+        """The tubes with a handler: the ones the worker watches."""
+        return self._handlers.tubes
+
+    @property
+    def options(self) -> WorkerOptions:
+        """The worker's options (checked)."""
+        return self._options
+
+    def __repr__(self) -> str:
+        cls = type(self)
+        state = "running" if self.running else "idle"
+        return (
+            f"<{cls.__module__}.{cls.__qualname__} tubes={self.tubes} "
+            f"concurrency={self._options.concurrency} {state}>"
+        )
+
+
 def retry_delay(attempt: int, first: float) -> int:
     """Seconds before retry number ``attempt`` (1 for the first): ``first``
     doubled for each attempt after the first, rounded up to whole seconds
@@ -292,3 +362,57 @@ class TouchClock:
         """A ``touch`` sent at ``sent_at`` succeeded: the deadline moved to one TTR on."""
         assert self.ttr is not None
         self.due = sent_at + self.ttr - touch_margin(self.ttr)
+
+
+# -- log lines: one per failure, retry, bury and lost job ------------------------------
+
+
+def log_failure(job_id: int, tube: str, error: Exception, ending: Finish) -> None:
+    """The line for a job whose handler raised: what it raised (with the
+    traceback, unless the handler asked for it) and what became of the job."""
+    if ending.outcome == "retried":
+        if isinstance(error, RetryJob):
+            logger.info("job %d (tube %s) retried, %s", job_id, tube, ending.reason)
+        else:
+            logger.warning(
+                "job %d (tube %s) failed, %s", job_id, tube, ending.reason, exc_info=error
+            )
+    elif isinstance(error, BuryJob):
+        logger.warning("job %d (tube %s) buried, %s", job_id, tube, ending.reason)
+    else:
+        logger.error("job %d (tube %s) buried, %s", job_id, tube, ending.reason, exc_info=error)
+
+
+def log_undecodable(error: BodyDecodeError, tube: str) -> None:
+    """The line for a job buried because its body does not decode (or load)."""
+    cause = error.__cause__
+    logger.error(
+        "job %d (tube %s) buried: its body %s (%s: %s)",
+        error.id,
+        tube,
+        error.reason,
+        type(cause).__name__,
+        cause,
+    )
+
+
+def log_lost(job_id: int, tube: str, why: str, *, debug: bool = False) -> None:
+    """The line for a job that is no longer this worker's (its TTR ran out, or
+    its connection closed): another worker may run it again."""
+    level = logging.DEBUG if debug else logging.WARNING
+    logger.log(level, "job %d (tube %s): its reservation was lost (%s)", job_id, tube, why)
+
+
+def check_ending(command: Delete | Release | Bury, event: Event, tube: str) -> bool:
+    """Check the reply to a job's ending: ``True`` if it confirms it; ``False``
+    for ``NOT_FOUND`` (the job was lost: the caller logs it, once); any other
+    reply (a release answered ``BURIED`` when the server is out of memory, a
+    refusal) is logged here, and counts as confirmed."""
+    if type(event) is ENDED[type(command)]:
+        return True
+    if type(event) is NotFound:
+        return False
+    logger.warning(
+        "job %d (tube %s): %s answered %s", command.id, tube, command.verb, type(event).__name__
+    )
+    return True

@@ -49,42 +49,39 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from beanproto import (
-    DEFAULT_TUBE,
     BodyDecodeError,
-    Buried,
     Bury,
     DeadlineSoon,
     Delete,
-    Deleted,
     Error,
     Event,
     Job,
     JobStats,
-    NotFound,
     NotFoundError,
     Release,
-    Released,
     Reserved,
     TimedOut,
     error_for_event,
 )
-from beanproto.adapter import job_from_event, reserve_command
+from beanproto.adapter import Serializer, body_encoding, job_from_event, reserve_command
+from beanproto.address import Address, resolve_address
 from beanproto.worker import (
     DEFAULT_GRACE,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_DELAY,
-    BuryJob,
-    Finish,
-    Handlers,
-    RetryJob,
     TouchClock,
+    WorkerBase,
     WorkerOptions,
+    check_ending,
     finish,
     is_async,
+    log_failure,
+    log_lost,
+    log_undecodable,
     logger,
 )
 
-from ._client import Address, Client, connect
+from ._client import Client, connect
 
 __all__ = ["Handler", "Worker"]
 
@@ -107,8 +104,6 @@ _IDLE: Final = "idle"
 _RESERVING: Final = "reserving"
 _BUSY: Final = "busy"
 _DONE: Final = "done"
-
-_FINISHED: Final[Mapping[type, type]] = {Delete: Deleted, Release: Released, Bury: Buried}
 
 
 def _reply(event: Event) -> Event:
@@ -135,7 +130,7 @@ class _Slot:
         self.lost: int | None = None  # the job whose lost reservation was logged
 
 
-class Worker:
+class Worker(WorkerBase):
     """Runs a handler for each job of the registered tubes, ``concurrency`` at a
     time, each slot a task with its own connection.
 
@@ -153,7 +148,10 @@ class Worker:
     doubles with each attempt (``retry_delay``, then twice that, ...), and
     buried after ``max_attempts``; it raises :class:`~beanproto.worker.RetryJob`
     or :class:`~beanproto.worker.BuryJob` to choose. A body that does not decode
-    with ``encoding`` is buried, with an ERROR log line. Log lines go to the
+    with ``encoding`` (or load with ``serializer``, e.g. the ``json`` module:
+    handlers then get ``loads(body)``) is buried, with an ERROR log line.
+    ``address`` is one :func:`connect` takes (``None``: ``$BEANSTALKD_URL``,
+    else ``127.0.0.1:11300``). Log lines go to the
     ``beanproto.worker`` logger, with the job's id and tube.
 
     Cost: one round trip per job. A job's delete (or release, or bury) and the
@@ -178,10 +176,9 @@ class Worker:
         "_deadline",
         "_encoding",
         "_failure",
-        "_handlers",
         "_limiter",
-        "_options",
         "_running",
+        "_serializer",
         "_single",
         "_slots",
         "_stopping",
@@ -191,30 +188,25 @@ class Worker:
 
     def __init__(
         self,
-        address: Address,
+        address: Address | None = None,
         *,
         concurrency: int = 1,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         retry_delay: float = DEFAULT_RETRY_DELAY,
         grace: float = DEFAULT_GRACE,
         encoding: str | None = None,
+        serializer: Serializer | None = None,
         handlers: Mapping[str, Callable[..., Any]] | None = None,
     ) -> None:
-        self._options = WorkerOptions(
+        options = WorkerOptions(
             concurrency=concurrency,
             max_attempts=max_attempts,
             retry_delay=retry_delay,
             grace=grace,
         )
-        if not isinstance(address, (str, tuple)):
-            raise TypeError(
-                f"address must be (host, port) or a Unix socket path, not {type(address).__name__}"
-            )
-        if encoding is not None:
-            "".encode(encoding)  # LookupError now for an unknown encoding
-        self._address = address
-        self._encoding = encoding
-        self._handlers: Handlers[Handler] = Handlers()
+        self._address = resolve_address(address)
+        self._encoding = body_encoding(encoding, serializer)
+        self._serializer = serializer
         self._running = False
         self._stopping = False
         self._deadline = math.inf
@@ -228,48 +220,7 @@ class Worker:
         self._single: tuple[Handler, bool] | None = None  # the handler, if only one
         self._by_tube: dict[str, tuple[Handler, bool]] = {}
         self._limiter: anyio.CapacityLimiter | None = None
-        for tube, fn in (handlers or {}).items():
-            self.add_handler(tube, fn)
-
-    # -- registration ----------------------------------------------------------------
-
-    def handler(self, tube: str = DEFAULT_TUBE) -> Callable[[H], H]:
-        """``@worker.handler(tube)``: register the decorated function for ``tube``."""
-        register = self._handlers.decorator(tube)
-
-        def decorate(fn: H) -> H:
-            self._check_not_running()
-            register(fn)
-            return fn
-
-        return decorate
-
-    def add_handler(self, tube: str, fn: H) -> H:
-        """Register ``fn`` for ``tube`` (one handler per tube; ``ValueError`` for a
-        second); return ``fn``."""
-        self._check_not_running()
-        self._handlers.add(tube, fn)
-        return fn
-
-    def __repr__(self) -> str:
-        state = "running" if self._running else "idle"
-        return (
-            f"<beanproto_anyio.Worker tubes={self.tubes} "
-            f"concurrency={self._options.concurrency} {state}>"
-        )
-
-    def _check_not_running(self) -> None:
-        if self._running:
-            raise RuntimeError("handlers cannot be added while the worker runs")
-
-    @property
-    def tubes(self) -> list[str]:
-        """The tubes with a handler: those the worker watches."""
-        return self._handlers.tubes
-
-    @property
-    def options(self) -> WorkerOptions:
-        return self._options
+        super().__init__(options, handlers)
 
     @property
     def running(self) -> bool:
@@ -372,7 +323,10 @@ class Worker:
         try:
             with slot.scope:
                 async with connect(
-                    self._address, watch=self._tubes, encoding=self._encoding
+                    self._address,
+                    watch=self._tubes,
+                    encoding=self._encoding,
+                    serializer=self._serializer,
                 ) as client:
                     slot.client = client
                     await self._serve(slot, client)
@@ -429,7 +383,7 @@ class Worker:
         ends the job (``None``: the job is not ours any more)."""
         slot.tube = self._tube
         try:
-            job = job_from_event(event, self._encoding)
+            job = job_from_event(event, self._encoding, self._serializer)
         except BodyDecodeError as exc:
             return await self._undecodable(slot, client, exc)
         entry = self._single
@@ -455,7 +409,7 @@ class Worker:
             return None
         slot.tube = stats.tube
         outcome = finish(job.id, error, stats, self._options)
-        _log(job.id, stats.tube, error, outcome)
+        log_failure(job.id, stats.tube, error, outcome)
         return outcome.command
 
     async def _call(
@@ -497,12 +451,7 @@ class Worker:
         if stats is None:
             return None
         slot.tube = stats.tube
-        logger.error(
-            "job %d (tube %s) buried: its body does not decode as %s",
-            exc.id,
-            stats.tube,
-            exc.encoding,
-        )
+        log_undecodable(exc, stats.tube)
         return Bury(exc.id, stats.pri)
 
     async def _stats(self, slot: _Slot, client: Client[Any], job_id: int) -> JobStats | None:
@@ -514,27 +463,14 @@ class Worker:
 
     def _finished(self, slot: _Slot, command: Delete | Release | Bury, event: Event) -> None:
         """Check the reply to a job's finishing command."""
-        if type(event) is _FINISHED[type(command)]:
-            return
-        if type(event) is NotFound:
+        if not check_ending(command, event, self._label(slot)):
             self._lost(slot, command.id, f"{command.verb} answered NOT_FOUND")
-        else:
-            # A release answered BURIED (the server was out of memory), or a refusal.
-            logger.warning(
-                "job %d (tube %s): %s answered %s",
-                command.id,
-                self._label(slot),
-                command.verb,
-                type(event).__name__,
-            )
 
     def _lost(self, slot: _Slot, job_id: int, why: str) -> None:
         if slot.lost == job_id:
             return  # logged already (by a touch)
         slot.lost = job_id
-        logger.warning(
-            "job %d (tube %s): its reservation was lost (%s)", job_id, self._label(slot), why
-        )
+        log_lost(job_id, self._label(slot), why)
 
     def _label(self, slot: _Slot) -> str:
         return slot.tube or " or ".join(self._tubes)
@@ -597,18 +533,3 @@ class Worker:
             self._fail(exc)
         finally:
             slot.touching = False
-
-
-def _log(job_id: int, tube: str, error: Exception, outcome: Finish) -> None:
-    """One line for a failed job: what it raised and what became of it."""
-    if outcome.outcome == "retried":
-        if isinstance(error, RetryJob):
-            logger.info("job %d (tube %s) retried, %s", job_id, tube, outcome.reason)
-        else:
-            logger.warning(
-                "job %d (tube %s) failed, %s", job_id, tube, outcome.reason, exc_info=error
-            )
-    elif isinstance(error, BuryJob):
-        logger.warning("job %d (tube %s) buried, %s", job_id, tube, outcome.reason)
-    else:
-        logger.error("job %d (tube %s) buried, %s", job_id, tube, outcome.reason, exc_info=error)

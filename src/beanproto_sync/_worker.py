@@ -34,8 +34,8 @@ beanstalkd's own promise.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -43,47 +43,50 @@ from typing import Any, Final, TypeVar
 
 from beanproto import (
     DEFAULT_MAX_BODY_SIZE,
-    DEFAULT_TUBE,
     MAX_LINE_SIZE,
     BodyDecodeError,
     BrokenConnectionError,
-    Buried,
     Bury,
     CommandError,
     DeadlineSoon,
-    Delete,
-    Deleted,
     Event,
     InvalidArgument,
     JobStats,
-    NotFound,
     NotFoundError,
-    Release,
-    Released,
     Reserved,
     StatsJob,
     TimedOut,
     Touch,
-    check_tube,
     error_for_event,
 )
-from beanproto.adapter import job_from_event, job_stats, reserve_command, setup_commands, touched
+from beanproto.adapter import (
+    Serializer,
+    body_encoding,
+    job_from_event,
+    job_stats,
+    reserve_command,
+    setup_commands,
+    touched,
+)
+from beanproto.address import Address, resolve_address
 from beanproto.worker import (
     DEFAULT_GRACE,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_DELAY,
-    BuryJob,
     Finish,
-    Handlers,
-    RetryJob,
     TouchClock,
+    WorkerBase,
     WorkerOptions,
+    check_ending,
     finish,
     is_async,
+    log_failure,
+    log_lost,
+    log_undecodable,
     logger,
 )
 
-from ._transport import SAME, Address, Transport
+from ._transport import SAME, Transport
 
 __all__ = ["Worker"]
 
@@ -100,9 +103,6 @@ _JOIN: Final = 2.0
 # handler keeps its connection open for the grace period.
 _IDLE: Final = "idle"
 _BUSY: Final = "busy"
-
-# The reply that confirms each ending.
-_CONFIRMS: Final[dict[type, type]] = {Delete: Deleted, Release: Released, Bury: Buried}
 
 
 def _event(event: Event) -> Event:
@@ -121,17 +121,20 @@ def _refuse_async(handler: Callable[..., Any]) -> None:
         )
 
 
-class Worker:
+class Worker(WorkerBase):
     """Reserve jobs from the tubes that have a handler and run the handlers in
     ``concurrency`` threads, each with its own connection.
 
     A handler takes a :class:`beanproto.Job` (``str`` bodies with an
-    ``encoding``). It returns: the job is deleted. It raises an ``Exception``:
+    ``encoding``; ``serializer.loads(body)`` with a ``serializer``, such as the
+    ``json`` module, as on :class:`Client`). It returns: the job is deleted.
+    It raises an ``Exception``:
     the job is released with its priority unchanged after a delay that doubles
     with each attempt (``retry_delay`` for the first; the attempt is the
     server's ``reserves`` count), and buried on attempt ``max_attempts``. It
     raises :class:`RetryJob` or :class:`BuryJob`: released after the delay
-    asked, or buried now. A body that does not decode is buried (and logged).
+    asked, or buried now. A body that does not decode (or load with the
+    serializer) is buried, with an ERROR log line.
     Each failure, retry and bury is logged on ``beanproto.worker``.
 
     Costs: one round trip per job in the steady state (the ending of a job and
@@ -143,7 +146,8 @@ class Worker:
     after its job was reserved makes the worker learn the job's TTR and
     ``touch`` it in time, from a monitor thread, for as long as it runs.
 
-    ``address`` is ``(host, port)`` or a Unix socket path; ``handlers`` maps
+    ``address`` is an address as :class:`Client` takes it but a connected
+    socket (``None``: ``$BEANSTALKD_URL``, else ``127.0.0.1:11300``); ``handlers`` maps
     tubes to handlers, like :meth:`add_handler`; ``timeout`` bounds each
     exchange with the server (seconds) but a reserve's wait. :meth:`stop`
     (from a signal handler or another thread) stops gracefully, with
@@ -157,70 +161,39 @@ class Worker:
         "_address",
         "_current",
         "_encoding",
-        "_handlers",
-        "_options",
+        "_serializer",
         "_stop_requested",
         "_timeout",
     )
 
     def __init__(
         self,
-        address: Address,
+        address: Address | None = None,
         *,
         concurrency: int = 1,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         retry_delay: float = DEFAULT_RETRY_DELAY,
         grace: float = DEFAULT_GRACE,
         encoding: str | None = None,
+        serializer: Serializer | None = None,
         handlers: Mapping[str, Callable[..., Any]] | None = None,
         timeout: float | None = 30.0,
     ) -> None:
-        if not isinstance(address, (str, tuple)):
+        if isinstance(address, socket.socket):
             raise TypeError(
                 "a worker opens a connection per slot: address must be (host, port) or "
-                f"a Unix socket path, not {type(address).__name__}"
+                "a Unix socket path, not a socket"
             )
-        self._options = WorkerOptions(concurrency, max_attempts, retry_delay, grace)
-        if encoding is not None:
-            "".encode(encoding)  # LookupError now for an unknown encoding
+        self._address = resolve_address(address)
+        options = WorkerOptions(concurrency, max_attempts, retry_delay, grace)
+        self._encoding = body_encoding(encoding, serializer)
+        self._serializer = serializer
         if timeout is not None and not timeout > 0:
             raise InvalidArgument("timeout must be a positive number of seconds, or None")
-        self._address = address
-        self._encoding = encoding
         self._timeout = timeout
-        self._handlers: Handlers[Callable[..., Any]] = Handlers(_refuse_async)
         self._current: _Run | None = None
         self._stop_requested = False
-        for tube, handler in (handlers or {}).items():
-            self.add_handler(tube, handler)
-
-    # -- handlers --------------------------------------------------------------------
-
-    def handler(self, tube: str = DEFAULT_TUBE) -> Callable[[H], H]:
-        """``@worker.handler("emails")``: register the decorated function for a tube."""
-        check_tube(tube)
-
-        def register(fn: H) -> H:
-            return self.add_handler(tube, fn)
-
-        return register
-
-    def add_handler(self, tube: str, fn: H) -> H:
-        """Register ``fn`` for ``tube`` (one handler per tube); return it."""
-        if self._current is not None:
-            raise RuntimeError("handlers cannot be added while the worker runs")
-        self._handlers.add(tube, fn)
-        return fn
-
-    @property
-    def tubes(self) -> list[str]:
-        """The tubes with a handler: the ones the worker watches."""
-        return self._handlers.tubes
-
-    @property
-    def options(self) -> WorkerOptions:
-        """The worker's options (checked)."""
-        return self._options
+        super().__init__(options, handlers, _refuse_async)
 
     @property
     def running(self) -> bool:
@@ -284,13 +257,6 @@ class Worker:
         transport.open()
         return transport
 
-    def __repr__(self) -> str:
-        state = "running" if self._current is not None else "idle"
-        return (
-            f"<beanproto_sync.Worker tubes={self.tubes} "
-            f"concurrency={self._options.concurrency} {state}>"
-        )
-
 
 class _Slot:
     """One thread, its connection, and the job its handler runs (for the monitor)."""
@@ -337,6 +303,7 @@ class _Run:
     def __init__(self, worker: Worker, handlers: Mapping[str, Callable[..., Any]], burst: bool):
         self.options = worker._options
         self.encoding = worker._encoding
+        self.serializer = worker._serializer
         self.make_transport = worker._make_transport
         self.handlers = handlers
         tubes = list(handlers)
@@ -481,17 +448,12 @@ class _Run:
         no longer ours, and that was logged)."""
         reserved_at = time.monotonic()
         try:
-            job = job_from_event(reply, self.encoding)
+            job = job_from_event(reply, self.encoding, self.serializer)
         except BodyDecodeError as exc:
             stats = self.job_stats(slot, exc.id, self.tube)
             if stats is None:
                 return None
-            logger.error(
-                "job %d (tube %s) buried: its body does not decode as %s",
-                exc.id,
-                stats.tube,
-                exc.encoding,
-            )
+            log_undecodable(exc, stats.tube)
             return _Ending(Finish(Bury(exc.id, stats.pri), "buried"), stats.tube)
         handler = self.single
         tube = self.tube
@@ -520,7 +482,7 @@ class _Run:
         if stats is None:
             return None
         ending = finish(job.id, error, stats, self.options)
-        _log(job.id, stats.tube, error, ending)
+        log_failure(job.id, stats.tube, error, ending)
         return _Ending(ending, stats.tube, lost)
 
     def job_stats(self, slot: _Slot, job_id: int, tube: str) -> JobStats | None:
@@ -530,27 +492,14 @@ class _Run:
             with slot.lock:
                 lost, slot.lost = slot.lost, True
             if not lost:
-                _log_lost(job_id, tube, "stats-job answered NOT_FOUND")
+                log_lost(job_id, tube, "stats-job answered NOT_FOUND")
             return None
 
     def confirm(self, ending: _Ending, event: Event) -> None:
         """Check the reply to a job's ending."""
         command = ending.finish.command
-        if type(event) is _CONFIRMS[type(command)]:
-            return
-        verb = command.verb
-        if type(event) is NotFound:
-            if not ending.lost:
-                _log_lost(command.id, ending.tube, f"{verb} answered NOT_FOUND")
-            return
-        # A release answered BURIED (the server was out of memory), or a refusal.
-        logger.warning(
-            "job %d (tube %s): %s answered %s",
-            command.id,
-            ending.tube,
-            verb,
-            type(event).__name__,
-        )
+        if not check_ending(command, event, ending.tube) and not ending.lost:
+            log_lost(command.id, ending.tube, f"{command.verb} answered NOT_FOUND")
 
     # -- the monitor's thread ----------------------------------------------------------
 
@@ -586,7 +535,7 @@ class _Run:
                 # broke the connection, which gave the job back. (No news if
                 # run() gave up on this handler and closed the connection.)
                 slot.lost = True
-                _log_lost(job_id, slot.tube, _describe(exc), debug=slot.abandoned)
+                log_lost(job_id, slot.tube, _describe(exc), debug=slot.abandoned)
                 return math.inf
             return clock.due
 
@@ -600,22 +549,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, CommandError):
         return f"the server answered {exc}"
     return f"{type(exc).__name__}: {exc}"
-
-
-def _log_lost(job_id: int, tube: str, why: str, *, debug: bool = False) -> None:
-    level = logging.DEBUG if debug else logging.WARNING
-    logger.log(level, "job %d (tube %s): its reservation was lost (%s)", job_id, tube, why)
-
-
-def _log(job_id: int, tube: str, error: Exception, ending: Finish) -> None:
-    if ending.outcome == "retried":
-        if isinstance(error, RetryJob):
-            logger.info("job %d (tube %s) retried, %s", job_id, tube, ending.reason)
-        else:
-            logger.warning(
-                "job %d (tube %s) failed, %s", job_id, tube, ending.reason, exc_info=error
-            )
-    elif isinstance(error, BuryJob):
-        logger.warning("job %d (tube %s) buried, %s", job_id, tube, ending.reason)
-    else:
-        logger.error("job %d (tube %s) buried, %s", job_id, tube, ending.reason, exc_info=error)

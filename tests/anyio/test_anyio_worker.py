@@ -3,6 +3,7 @@ multiplexer's inline exchange, which the worker's slots use for each job."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -246,8 +247,31 @@ async def test_a_body_that_does_not_decode_is_buried(
     assert (stats.state, stats.pri) == ("buried", 11)
     assert (await producer.peek(bad)).body == b"\xff\xfe"  # never lost
     [error] = records(caplog, logging.ERROR)
-    assert error.getMessage() == (
-        f"job {bad} (tube {tube}) buried: its body does not decode as utf-8"
+    assert error.getMessage().startswith(
+        f"job {bad} (tube {tube}) buried: its body does not decode as utf-8 (UnicodeDecodeError: "
+    )
+
+
+async def test_a_body_that_does_not_load_is_buried(
+    server: Server, tube: str, producer: Client[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = await producer.put(b"{not json", priority=12)
+    good = await producer.put(b'{"to": "ann"}')
+    seen: list[bp.Job[Any]] = []
+    worker = Worker(server.address, serializer=json)
+
+    @worker.handler(tube)
+    async def handle(job: bp.Job[Any]) -> None:
+        seen.append(job)
+
+    await burst(worker)
+    assert seen == [bp.Job(good, {"to": "ann"})]
+    stats = await producer.stats_job(bad)
+    assert (stats.state, stats.pri) == ("buried", 12)
+    assert (await producer.peek(bad)).body == b"{not json"
+    [error] = records(caplog, logging.ERROR)
+    assert error.getMessage().startswith(
+        f"job {bad} (tube {tube}) buried: its body does not load with json (JSONDecodeError: "
     )
 
 

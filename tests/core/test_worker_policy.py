@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -14,6 +15,7 @@ from beanproto.worker import (
     DEFAULT_GRACE,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_DELAY,
+    ENDED,
     MAX_RETRY_DELAY,
     TOUCH_CHECK_AFTER,
     BuryJob,
@@ -21,7 +23,9 @@ from beanproto.worker import (
     Handlers,
     RetryJob,
     TouchClock,
+    WorkerBase,
     WorkerOptions,
+    check_ending,
     finish,
     is_async,
     logger,
@@ -215,3 +219,42 @@ def test_touch_always_before_the_deadline(ttr: int, sent_at: float, later: float
     assert clock.due < sent_at + ttr - 1 or math.isclose(clock.due, sent_at + ttr - 1)
     clock.touched(sent_at + later)
     assert clock.due <= sent_at + later + ttr - 0.5
+
+
+class _Worker(WorkerBase):
+    __slots__ = ("busy",)
+
+    def __init__(self, handlers: Any = None) -> None:
+        self.busy = False
+        super().__init__(WorkerOptions(concurrency=2), handlers)
+
+    @property
+    def running(self) -> bool:
+        return self.busy
+
+
+def test_worker_base_registers_and_refuses_while_running() -> None:
+    def send(job: bp.Job[bytes]) -> None: ...
+
+    worker = _Worker({"emails": send})
+
+    @worker.handler("sms")
+    def text(job: bp.Job[bytes]) -> None: ...
+
+    assert worker.tubes == ["emails", "sms"] and worker.options.concurrency == 2
+    assert repr(worker) == f"<{__name__}._Worker tubes=['emails', 'sms'] concurrency=2 idle>"
+    worker.busy = True
+    with pytest.raises(RuntimeError, match="while the worker runs"):
+        worker.add_handler("other", send)
+    assert "running>" in repr(worker)
+    with pytest.raises(bp.InvalidArgument):
+        worker.handler("no spaces allowed")
+
+
+def test_check_ending(caplog: pytest.LogCaptureFixture) -> None:
+    assert ENDED[bp.Delete] is bp.Deleted
+    assert check_ending(bp.Delete(1), bp.Deleted(), "t")
+    assert not check_ending(bp.Release(1, 5, 0), bp.NotFound(), "t")
+    with caplog.at_level(logging.WARNING, logger="beanproto.worker"):
+        assert check_ending(bp.Release(1, 5, 0), bp.Buried(None), "t")
+    assert caplog.messages == ["job 1 (tube t): release answered Buried"]

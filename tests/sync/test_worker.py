@@ -3,6 +3,7 @@ replies a real server gives only when something went wrong)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -182,8 +183,25 @@ def test_a_body_that_does_not_decode_is_buried_and_logged(
     stats = client.stats_job(bad)
     assert (stats.state, stats.pri) == ("buried", 9)
     (error,) = records(caplog, logging.ERROR)
-    assert (
-        error.getMessage() == f"job {bad} (tube {tube}) buried: its body does not decode as utf-8"
+    assert error.getMessage().startswith(
+        f"job {bad} (tube {tube}) buried: its body does not decode as utf-8 (UnicodeDecodeError: "
+    )
+
+
+def test_a_body_that_does_not_load_is_buried_and_logged(
+    server: Server, tube: str, client: Client[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[Job] = []
+    bad = client.put(b"{not json", priority=7)
+    good = client.put(b'{"to": "ann"}')
+    worker_for(server, tube, seen.append, serializer=json).run(burst=True)
+    assert seen == [bp.Job(good, {"to": "ann"})]
+    stats = client.stats_job(bad)
+    assert (stats.state, stats.pri) == ("buried", 7)
+    assert client.peek(bad).body == b"{not json"
+    (error,) = records(caplog, logging.ERROR)
+    assert error.getMessage().startswith(
+        f"job {bad} (tube {tube}) buried: its body does not load with json (JSONDecodeError: "
     )
 
 

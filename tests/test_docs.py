@@ -101,6 +101,16 @@ def test_cli_examples_run(fresh_server: Callable[..., Server], tmp_path: Path) -
     assert "'\\x00\\x01binary'" in out
     assert "1\thello\n3\ta\n" in out
     assert "Error: job 999 not found" in result.stderr and "exit status 1" in out
+    assert "unpaused tube 'emails'\n" in out
+    # Operating: bury, kick --all-tubes, flush --state, dump, restore.
+    assert "12\n13\n14\nburied 2 job(s) in tube 'reports'\n" in out
+    assert "kicked 2 job(s) in tube 'reports'\nkicked 2 job(s) in all tubes\n" in out
+    assert "buried 3 job(s) in tube 'reports'\n15\n" in out
+    assert "tube 'reports' has no ready jobs\n" in out
+    assert '{"id": 12, "tube": "reports", "state": "buried", "priority": 65536, ' in out
+    assert "restored 4 job(s)\n  tube 'reports': 0 ready, 1 delayed, 3 buried\n" in out
+    assert '{"id": 19, "tube": "reports", "state": "delayed", "priority": 5, ' in out
+    assert "dumped 4 job(s)" in result.stderr
     assert "HELLO WORKER\n" in out
     assert "tubes shouts, backend sync, concurrency 1, burst" in result.stderr
     assert "shout has no attribute 'nothing'" in result.stderr and "exit status 2" in out

@@ -2,17 +2,21 @@
 
 Theory of operation: every command opens its own blocking client (``_connect``)
 to the address from ``--address``, ``BEANSTALKD_URL`` or the default, does its
-work, and prints either for people (rich tables, bodies made safe for a
-terminal) or, with ``--json``, for scripts (stable keys: the attribute names of
-:mod:`beanproto`'s stats types). Errors never show a traceback: the group's
-``invoke`` turns beanproto's exceptions into click exceptions with a message
-and an exit status: 1 for a refusal by the server (``job 5 not found``), 2 for
-a usage error (click's own) or a connection that failed or broke.
+work, and prints either for people (rich tables on a terminal, tab-separated
+text in a pipe, bodies made safe for a terminal) or, with ``--json``, for scripts
+(the server's own key names, ``current-jobs-ready``). ``bury``, ``dump`` and
+``restore`` pipeline thousands of commands through ``Client.pipeline``.
+
+Errors never show a traceback: the group's ``invoke`` turns beanproto's
+exceptions into click exceptions with a message and an exit status: 1 for a
+refusal by the server (``job 5 not found``), 2 for a usage error (click's own),
+input ``restore`` cannot read, or a connection that failed or broke.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import stat
@@ -32,20 +36,55 @@ from beanproto import (
     DEFAULT_TTR,
     DEFAULT_TUBE,
     BrokenConnectionError,
+    Buried,
+    Bury,
+    Command,
     CommandError,
+    DeadlineSoon,
     DeadlineSoonError,
+    Found,
+    Ignore,
+    Inserted,
     InvalidArgument,
     Job,
+    JobStats,
+    NotFound,
     NotFoundError,
+    Peek,
+    Put,
     RemoteProtocolError,
+    Reserved,
+    ReserveJob,
+    ReserveWithTimeout,
+    ServerStats,
+    Stats,
+    StatsJob,
+    StatsTube,
+    TimedOut,
     TimedOutError,
     TubeStats,
+    Use,
+    Using,
+    Watch,
     __version__,
+    error_for_event,
 )
+from beanproto.adapter import server_stats, tube_stats, watch_count
 from beanproto_sync import Client
 
 from ._address import DEFAULT_ADDRESS, AddressError, describe, parse_address
-from ._render import body_json, body_text, key_value_table, stats_dict, top_frame, tubes_table
+from ._dump import STATES, DumpedJob, RecordError, job_record, parse_record
+from ._render import (
+    body_json,
+    body_text,
+    key_value_table,
+    key_value_text,
+    stats_dict,
+    top_frame,
+    top_summary,
+    tubes_table,
+    tubes_text,
+)
 from ._worker import DEFAULTS as WORKER_DEFAULTS
 from ._worker import run_worker
 
@@ -131,7 +170,8 @@ def _tube_option(f: Any) -> Any:
 def _reason(exc: BaseException) -> str:
     cause: BaseException | None = exc
     while cause is not None:
-        if isinstance(cause, OSError):
+        # BrokenConnectionError is an OSError too: look past it to the socket's error.
+        if isinstance(cause, OSError) and not isinstance(cause, BrokenConnectionError):
             return cause.strerror or str(cause) or type(cause).__name__
         cause = cause.__cause__
     return str(exc) or type(exc).__name__
@@ -192,6 +232,24 @@ def _binary_stream(stream: IO[str]) -> IO[bytes]:
     return cast(IO[bytes], getattr(stream, "buffer", stream))
 
 
+def _print_stats(stats: ServerStats | TubeStats | JobStats, title: str) -> None:
+    """A rich table on a terminal, else ``key<TAB>value`` lines."""
+    console = _console()
+    if console.is_terminal:
+        console.print(key_value_table(stats, title))
+    else:
+        click.echo(key_value_text(stats), nl=False)
+
+
+def _print_tubes(tube_list: list[TubeStats]) -> None:
+    """A rich table on a terminal, else tab-separated lines with a header."""
+    console = _console()
+    if console.is_terminal:
+        console.print(tubes_table(tube_list))
+    else:
+        click.echo(tubes_text(tube_list), nl=False)
+
+
 def _emit_json(value: object) -> None:
     click.echo(json.dumps(value, indent=2))
 
@@ -236,7 +294,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _emit_json(stats_dict(result))
     else:
-        _console().print(key_value_table(result, f"server {ctx.meta['beanproto.address']}"))
+        _print_stats(result, f"server {ctx.meta['beanproto.address']}")
 
 
 @cli.command()
@@ -254,7 +312,7 @@ def tubes(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _emit_json([stats_dict(s) for s in result])
     else:
-        _console().print(tubes_table(result))
+        _print_tubes(result)
 
 
 @cli.command("stats-job")
@@ -272,7 +330,7 @@ def stats_job(ctx: click.Context, job_id: int, as_json: bool) -> None:
     if as_json:
         _emit_json(stats_dict(result))
     else:
-        _console().print(key_value_table(result, f"job {job_id}"))
+        _print_stats(result, f"job {job_id}")
 
 
 @cli.command("stats-tube")
@@ -290,7 +348,7 @@ def stats_tube(ctx: click.Context, tube: str, as_json: bool) -> None:
     if as_json:
         _emit_json(stats_dict(result))
     else:
-        _console().print(key_value_table(result, f"tube {tube}"))
+        _print_stats(result, f"tube {tube}")
 
 
 def _no_tube(tube: str) -> str:
@@ -500,13 +558,37 @@ def _put_lines(client: Client[bytes], tube: str, *, priority: int, delay: int, t
         click.echo(f"put {count} jobs into tube {tube!r}")
 
 
+_ALL: Final = 2**32 - 1
+
+
 @cli.command()
 @_address_option
-@_tube_option
-@click.argument("bound", type=_U32)
+@click.option("--tube", "-t", default=None, help=f"The tube to work on.  [default: {DEFAULT_TUBE}]")
+@click.option("--all-tubes", is_flag=True, help="Kick in every tube (BOUND per tube).")
+@click.argument("bound", type=_U32, required=False)
 @click.pass_context
-def kick(ctx: click.Context, tube: str, bound: int) -> None:
-    """Kick up to BOUND buried jobs in --tube (or, if none is buried, delayed jobs)."""
+def kick(ctx: click.Context, tube: str | None, all_tubes: bool, bound: int | None) -> None:
+    """Kick up to BOUND buried jobs in --tube (or, if none is buried, delayed jobs).
+
+    With --all-tubes, the same in every tube (BOUND is then optional: all of them),
+    printing a line per tube that had jobs to kick, and the total.
+    """
+    if all_tubes:
+        if tube is not None:
+            raise click.UsageError("--tube and --all-tubes cannot be used together")
+        with _connect(ctx) as c:
+            total = 0
+            for name in sorted(c.tubes()):
+                c.use(name)
+                count = c.kick(_ALL if bound is None else bound)
+                if count:
+                    click.echo(f"kicked {count} job(s) in tube {name!r}")
+                total += count
+        click.echo(f"kicked {total} job(s) in all tubes")
+        return
+    if bound is None:
+        raise click.UsageError("missing argument BOUND (optional only with --all-tubes)")
+    tube = DEFAULT_TUBE if tube is None else tube
     with _connect(ctx, use=tube) as c:
         count = c.kick(bound)
     click.echo(f"kicked {count} job(s) in tube {tube!r}")
@@ -566,7 +648,10 @@ def pause(ctx: click.Context, tube: str, seconds: int) -> None:
             c.pause_tube(tube, seconds)
         except NotFoundError:
             raise Refused(_no_tube(tube)) from None
-    click.echo(f"paused tube {tube!r} for {seconds}s")
+    if seconds:
+        click.echo(f"paused tube {tube!r} for {seconds}s")
+    else:
+        click.echo(f"unpaused tube {tube!r}")
 
 
 # -- long-running commands -----------------------------------------------------------------
@@ -665,29 +750,36 @@ def tail(
 @cli.command()
 @_address_option
 @click.option("--tube", "-t", required=True, help="The tube to empty.")
+@click.option(
+    "--state", "states", multiple=True, type=click.Choice(_PEEK_STATES),
+    help="Delete only jobs in this state (repeat for several)  [default: all three]",
+)  # fmt: skip
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
-def flush(ctx: click.Context, tube: str, yes: bool) -> None:
+def flush(ctx: click.Context, tube: str, states: tuple[str, ...], yes: bool) -> None:
     """Delete every ready, delayed and buried job in --tube (asks first unless --yes).
 
-    Reserved jobs are left alone.
+    --state limits it to jobs in that state (repeatable). Reserved jobs are left alone.
     """
+    chosen = [state for state in _PEEK_STATES if not states or state in states]
     with _connect(ctx) as c:
         try:  # before ``use``, which would create the tube
             before = c.stats_tube(tube)
         except NotFoundError:
             click.echo(f"tube {tube!r} does not exist: nothing to flush")
             return
-        total = before.current_jobs_ready + before.current_jobs_delayed + before.current_jobs_buried
+        present = {
+            "ready": before.current_jobs_ready,
+            "delayed": before.current_jobs_delayed,
+            "buried": before.current_jobs_buried,
+        }
+        total = sum(present[state] for state in chosen)
+        listed = ", ".join(f"{present[state]} {state}" for state in chosen)
         if total == 0:
-            click.echo(f"tube {tube!r} has no ready, delayed or buried jobs")
+            click.echo(f"tube {tube!r} has no {' or '.join(chosen)} jobs")
             return
         if not yes:
-            click.confirm(
-                f"Delete {total} job(s) from tube {tube!r} ({before.current_jobs_ready} ready, "
-                f"{before.current_jobs_delayed} delayed, {before.current_jobs_buried} buried)?",
-                abort=True,
-            )
+            click.confirm(f"Delete {total} job(s) from tube {tube!r} ({listed})?", abort=True)
         c.use(tube)
         counts: dict[str, int] = {}
         peeks: dict[str, Callable[[], Job[bytes]]] = {
@@ -695,7 +787,8 @@ def flush(ctx: click.Context, tube: str, yes: bool) -> None:
             "delayed": c.peek_delayed,
             "buried": c.peek_buried,
         }
-        for state, peek_next in peeks.items():
+        for state in chosen:
+            peek_next = peeks[state]
             n = 0
             while True:
                 try:
@@ -709,10 +802,8 @@ def flush(ctx: click.Context, tube: str, yes: bool) -> None:
                 n += 1
             counts[state] = n
         reserved = c.stats_tube(tube).current_jobs_reserved if sum(counts.values()) else 0
-    click.echo(
-        f"deleted {sum(counts.values())} job(s) from tube {tube!r}: {counts['ready']} ready, "
-        f"{counts['delayed']} delayed, {counts['buried']} buried"
-    )
+    done = ", ".join(f"{counts[state]} {state}" for state in chosen)
+    click.echo(f"deleted {sum(counts.values())} job(s) from tube {tube!r}: {done}")
     if reserved:
         click.echo(f"{reserved} reserved job(s) left alone")
 
@@ -790,6 +881,234 @@ def move(
     click.echo(f"moved {moved} job(s) from tube {from_tube!r} to tube {to_tube!r}")
 
 
+# -- operator commands: bury, dump, restore (pipelined: Client.pipeline) -------------------
+
+
+class BadInput(click.ClickException):
+    """The input of ``restore`` is not what ``dump`` writes (exit status 2, one line)."""
+
+    exit_code = 2
+
+
+def _progress(what: str) -> Progress | None:
+    """A transient progress bar on stderr, only when stderr is a terminal."""
+    if not _progress_wanted():
+        return None
+    return Progress(
+        SpinnerColumn(),
+        TextColumn(what),
+        BarColumn(),
+        TextColumn("{task.fields[jobs]} jobs"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+@cli.command()
+@_address_option
+@click.option("--tube", "-t", required=True, help="The tube whose ready jobs to bury.")
+@click.option(
+    "--count", "-n", type=click.IntRange(min=1),
+    help="Bury at most N jobs  [default: the jobs ready when bury starts]",
+)  # fmt: skip
+@click.pass_context
+def bury(ctx: click.Context, tube: str, count: int | None) -> None:
+    """Bury ready jobs of --tube, each with its priority unchanged.
+
+    Jobs are reserved (reserve-with-timeout 0) and buried in pipelined batches.
+    Without --count, as many jobs as were ready at the start (jobs put meanwhile
+    may be among them). If bury is interrupted, a job reserved but not yet
+    buried goes back to the ready queue: no job is lost.
+    """
+    buried_count = 0
+    with _connect(ctx) as p:
+        try:
+            ready = tube_stats(p.pipeline([StatsTube(tube)])[0]).current_jobs_ready
+        except NotFoundError:
+            ready = 0
+        goal = ready if count is None else count
+        setup: list[Command] = [Watch(tube)]
+        if tube != DEFAULT_TUBE:
+            setup.append(Ignore(DEFAULT_TUBE))
+        for event in p.pipeline(setup):
+            watch_count(event)
+        try:
+            while buried_count < goal:
+                wanted = min(BATCH_SIZE, goal - buried_count)
+                ids: list[int] = []
+                for event in p.pipeline([ReserveWithTimeout(0)] * wanted):
+                    if isinstance(event, Reserved):
+                        ids.append(event.id)
+                    elif not isinstance(event, TimedOut | DeadlineSoon):
+                        raise error_for_event(event)
+                if not ids:
+                    break
+                priorities = [
+                    (job_id, event.pri)
+                    for job_id, event in zip(
+                        ids, p.pipeline([StatsJob(i) for i in ids]), strict=True
+                    )
+                    if isinstance(event, JobStats)  # else its TTR ran out: not ours now
+                ]
+                replies = p.pipeline([Bury(job_id, pri) for job_id, pri in priorities])
+                buried_count += sum(isinstance(event, Buried) for event in replies)
+                if len(ids) < wanted:
+                    break
+        except KeyboardInterrupt:
+            click.echo(f"interrupted: {buried_count} job(s) buried", err=True)
+            ctx.exit(130)
+    click.echo(f"buried {buried_count} job(s) in tube {tube!r}")
+
+
+@cli.command()
+@_address_option
+@click.option(
+    "--tube", "-t", "tubes_", multiple=True,
+    help="Only the jobs of this tube (repeat for several)  [default: every tube]",
+)  # fmt: skip
+@click.option(
+    "--state", "states", multiple=True, type=click.Choice(STATES),
+    help="Only the jobs in this state (repeat for several)  [default: every state]",
+)  # fmt: skip
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+    help="Write to this file instead of standard output.",
+)  # fmt: skip
+@click.pass_context
+def dump(ctx: click.Context, tubes_: tuple[str, ...], states: tuple[str, ...], output: str) -> None:
+    """Write jobs as JSON Lines, one object per job, changing nothing on the server.
+
+    Each object has id, tube, state, priority, delay (the delay left of a
+    delayed job, else 0), ttr, and "body" (the text, when the body is UTF-8)
+    or "body_base64". Jobs are found by id: pipelined stats-job and peek over
+    ids 1 to the server's total-jobs, so jobs in every state, reserved ones
+    included, are read without being reserved; jobs put meanwhile are left
+    out. The number of jobs goes to stderr; a progress bar too when stderr is
+    a terminal.
+    """
+    written = 0
+    with _connect(ctx) as p, click.open_file(output, "w", encoding="utf-8") as out:
+        total = server_stats(p.pipeline([Stats()])[0]).total_jobs
+        progress = _progress("dump")
+        with progress if progress is not None else contextlib.nullcontext():
+            task = None if progress is None else progress.add_task("dump", total=total, jobs=0)
+            for start in range(1, total + 1, BATCH_SIZE):
+                ids = range(start, min(start + BATCH_SIZE, total + 1))
+                chosen: list[JobStats] = []
+                for event in p.pipeline([StatsJob(i) for i in ids]):
+                    if isinstance(event, JobStats):
+                        if (not tubes_ or event.tube in tubes_) and (
+                            not states or event.state in states
+                        ):
+                            chosen.append(event)
+                    elif not isinstance(event, NotFound):
+                        raise error_for_event(event)
+                if chosen:
+                    bodies = p.pipeline([Peek(st.id) for st in chosen])
+                    for st, event in zip(chosen, bodies, strict=True):
+                        if isinstance(event, Found):  # else deleted meanwhile
+                            record = job_record(st, event.body)
+                            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                            written += 1
+                if progress is not None and task is not None:
+                    progress.update(task, completed=ids.stop - 1, jobs=written)
+    click.echo(f"dumped {written} job(s)", err=True)
+
+
+def _records(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of the non-blank lines."""
+    for number, line in enumerate(stream, 1):
+        if line.strip():
+            yield number, line
+
+
+@cli.command()
+@_address_option
+@click.option("--tube", "-t", default=None, help="Put every job into this tube instead.")
+@click.option(
+    "--input", "-i", "input_", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    default="-", help="Read this file instead of standard input.",
+)  # fmt: skip
+@click.pass_context
+def restore(ctx: click.Context, tube: str | None, input_: str) -> None:
+    """Put back the jobs of a dump (JSON Lines on stdin, or --input FILE).
+
+    Each job is put into its tube (or --tube) with its priority, delay left and
+    TTR, in the order of the input; it gets a new id. Reserved jobs come back
+    ready; buried jobs are put, reserved by id (reserve-job, beanstalkd 1.12+)
+    and buried with their priority. Prints the count per tube and state. A line
+    that is not a job stops restore before its batch is put (exit status 2).
+    """
+    if tube is not None:
+        Use(tube)  # an invalid name is a usage error before anything is read
+    counts: dict[str, dict[str, int]] = {}
+    restored = 0
+    with contextlib.ExitStack() as stack:
+        if input_ == "-":
+            stream = _binary_stream(sys.stdin)
+        else:
+            stream = stack.enter_context(open(input_, "rb"))
+        p = stack.enter_context(_connect(ctx))
+        used = DEFAULT_TUBE
+        records = _records(stream)
+        while True:
+            batch = list(itertools.islice(records, BATCH_SIZE))
+            if not batch:
+                break
+            commands: list[Command] = []
+            jobs: list[tuple[str, DumpedJob]] = []
+            for number, line in batch:
+                try:
+                    job = parse_record(line)
+                    target = tube or job.tube
+                    if target != used:
+                        commands.append(Use(target))
+                        used = target
+                    commands.append(Put(job.body, job.priority, job.delay, job.ttr))
+                except (RecordError, InvalidArgument) as exc:
+                    raise BadInput(
+                        f"line {number}: {exc}; {restored} job(s) were restored before it"
+                    ) from None
+                jobs.append((target, job))
+            puts = [e for e in p.pipeline(commands) if not isinstance(e, Using)]
+            to_bury: list[tuple[int, int]] = []
+            refused: list[str] = []
+            for (target, job), event in zip(jobs, puts, strict=True):
+                if not isinstance(event, Inserted):
+                    refused.append(type(event).__name__)
+                    continue
+                restored += 1
+                state = "buried" if job.state == "buried" else "delayed" if job.delay else "ready"
+                per_tube = counts.setdefault(target, {"ready": 0, "delayed": 0, "buried": 0})
+                per_tube[state] += 1
+                if state == "buried":
+                    to_bury.append((event.id, job.priority))
+            if to_bury:
+                commands = []
+                for job_id, pri in to_bury:
+                    commands += [ReserveJob(job_id), Bury(job_id, pri)]
+                events = p.pipeline(commands)
+                failed = sum(not isinstance(e, Buried) for e in events[1::2])
+                if failed:
+                    first = next(e for e in events[0::2] if not isinstance(e, Reserved))
+                    raise Refused(
+                        f"{failed} job(s) could not be buried again ({error_for_event(first)}; "
+                        "reserve-job needs beanstalkd 1.12+): they were restored ready"
+                    )
+            if refused:
+                raise Refused(
+                    f"the server refused {len(refused)} job(s) ({refused[0]}); "
+                    f"{restored} job(s) were restored"
+                )
+    click.echo(f"restored {restored} job(s)")
+    for name in sorted(counts):
+        c = counts[name]
+        click.echo(
+            f"  tube {name!r}: {c['ready']} ready, {c['delayed']} delayed, {c['buried']} buried"
+        )
+
+
 @cli.command()
 @_address_option
 @click.option(
@@ -817,6 +1136,16 @@ def top(ctx: click.Context, interval: float, iterations: int | None) -> None:
             previous, last = server, now
             return rendered
 
+        def plain_frame() -> str:
+            # Not a terminal: the summary line, then the tubes as tab-separated lines.
+            nonlocal previous, last
+            server = c.stats()
+            tube_list = _tube_stats(c)
+            now = time.monotonic()
+            summary = top_summary(server, address=shown, previous=previous, elapsed=now - last)
+            previous, last = server, now
+            return f"{summary}\n{tubes_text(tube_list)}"
+
         frames = 0
         try:
             if console.is_terminal:  # pragma: no cover - tests render frames directly
@@ -830,7 +1159,7 @@ def top(ctx: click.Context, interval: float, iterations: int | None) -> None:
                 while iterations is None or frames < iterations:
                     if frames:
                         time.sleep(interval)
-                    console.print(frame())
+                    click.echo(plain_frame())
                     frames += 1
         except KeyboardInterrupt:
             pass

@@ -1,7 +1,14 @@
-"""Turning replies into output: JSON-ready dicts, safe job bodies, rich tables.
+"""Turning replies into output: JSON-ready dicts, safe job bodies, rich tables, and
+the plain text the tables become when standard output is not a terminal.
 
 Kept free of I/O so tests can build every renderable (``top``'s frames included)
 and render it into a string with ``rich.console.Console(file=io.StringIO())``.
+
+Plain text (for pipes and scripts): tab-separated values, one record per line, with
+no title and no decoration. ``key_value_text`` writes ``key<TAB>value`` lines (the
+server's key names); ``tubes_text`` writes a header line then one line per tube.
+A value never holds a tab or a newline (tube names cannot, and beanstalkd's stats
+values are single tokens or short strings).
 """
 
 from __future__ import annotations
@@ -22,10 +29,13 @@ __all__ = [
     "body_json",
     "body_text",
     "key_value_table",
+    "key_value_text",
     "stats_dict",
     "top_frame",
+    "top_summary",
     "tube_row",
     "tubes_table",
+    "tubes_text",
 ]
 
 #: The ``tubes`` table: column title -> ``TubeStats`` attribute.
@@ -41,11 +51,17 @@ TUBE_COLUMNS: tuple[tuple[str, str], ...] = (
 
 
 def stats_dict(stats: ServerStats | TubeStats | JobStats) -> dict[str, Any]:
-    """Every field by attribute name (stable JSON keys), ``extra`` as a plain dict."""
+    """Every key as the server spells it (``current-jobs-ready``), in the server's order
+    of the known keys, then the keys beanproto does not know (``extra``, raw strings).
+
+    A key an older server does not send is ``null``, so the set of keys is stable.
+    """
     out: dict[str, Any] = {}
     for f in dataclasses.fields(stats):
-        value = getattr(stats, f.name)
-        out[f.name] = dict(value) if f.name == "extra" else value
+        if f.name != "extra":
+            out[f.name.replace("_", "-")] = getattr(stats, f.name)
+    for key, value in stats.extra.items():
+        out.setdefault(key, value)
     return out
 
 
@@ -98,13 +114,25 @@ def key_value_table(stats: ServerStats | TubeStats | JobStats, title: str) -> Ta
     table = Table(title=Text(title), show_header=True, header_style="bold")
     table.add_column("key")
     table.add_column("value", overflow="fold")
-    for f in dataclasses.fields(stats):
-        if f.name == "extra":
-            continue
-        table.add_row(f.name.replace("_", "-"), Text(_cell(getattr(stats, f.name))))
-    for key, value in stats.extra.items():
-        table.add_row(key, Text(value))
+    for key, value in stats_dict(stats).items():
+        table.add_row(key, Text(_cell(value)))
     return table
+
+
+def _clean(text: str) -> str:
+    return text.replace("\t", " ").replace("\n", " ")
+
+
+def key_value_text(stats: ServerStats | TubeStats | JobStats) -> str:
+    """``key<TAB>value`` lines (the server's key names; ``-`` for a missing value)."""
+    return "".join(f"{key}\t{_clean(_cell(value))}\n" for key, value in stats_dict(stats).items())
+
+
+def tubes_text(tubes: Sequence[TubeStats]) -> str:
+    """The tubes table as tab-separated lines: a header, then one line per tube."""
+    lines = ["\t".join(["tube", *(name for name, _ in TUBE_COLUMNS)])]
+    lines += ["\t".join(_clean(cell) for cell in tube_row(stats)) for stats in tubes]
+    return "\n".join(lines) + "\n"
 
 
 def tube_row(stats: TubeStats) -> list[str]:
@@ -149,6 +177,18 @@ def top_frame(
     With the ``previous`` frame's server stats and the seconds ``elapsed`` since, the
     summary shows put/reserve/delete rates; the first frame shows ``-``.
     """
+    summary = top_summary(server, address=address, previous=previous, elapsed=elapsed)
+    return Group(Text(summary), tubes_table(tubes))
+
+
+def top_summary(
+    server: ServerStats,
+    *,
+    address: str,
+    previous: ServerStats | None = None,
+    elapsed: float = 0.0,
+) -> str:
+    """The summary line of a ``top`` frame (see :func:`top_frame`)."""
     if previous is None:
         rates = "put - reserve - delete -"
     else:
@@ -159,10 +199,9 @@ def top_frame(
             f"reserve {_rate(reserves, reserves_before, elapsed)} "
             f"delete {_rate(server.cmd_delete, previous.cmd_delete, elapsed)}"
         )
-    summary = Text(
+    return (
         f"beanstalkd {server.version} at {address}  up {server.uptime}s  "
         f"connections {server.current_connections}  jobs {server.current_jobs_ready} ready "
         f"{server.current_jobs_reserved} reserved {server.current_jobs_delayed} delayed "
         f"{server.current_jobs_buried} buried  {rates}"
     )
-    return Group(summary, tubes_table(tubes))

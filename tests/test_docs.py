@@ -95,6 +95,10 @@ def test_cli_examples_run(fresh_server: Callable[..., Server], tmp_path: Path) -
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
+    # Several servers, one of them down: shown, and exit status 2.
+    assert f"{host}:{port}\t*\t0\t0\t0\t0\t0\t0\t\n127.0.0.1:1\t*\t-\t" in out
+    assert "Error: cannot connect to 127.0.0.1:1: Connection refused" in result.stderr
+    assert "total\t*\t0\t0\t0\t0\t0\t0\t\nexit status 2\n" in out
     # The ids and bodies the page promises.
     assert "1\n2\n3\n4\n5\n6\n" in out
     assert "job 1 (5 bytes)\nhello" in out

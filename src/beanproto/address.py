@@ -18,13 +18,22 @@ How a string is read, in order:
   ``unix:sock`` for a socket file in the current directory.
 
 Anything else raises :class:`AddressError` (a ``ValueError``) naming the text.
+
+Several servers (a pool, a worker, the command line's ``tubes``, ``stats`` and
+``top``): :func:`resolve_addresses` takes a list of addresses, or one string
+with the addresses separated by commas (:func:`parse_addresses`):
+``beanstalk://h1:11300,h2:11300``, ``h1:11300, h2``, ``unix:///a,unix:///b``. So
+a comma never appears in one address string: the singular functions refuse a
+list, and a Unix socket path with a comma must be given as a ``pathlib.Path``.
+The same server twice (``h1`` and ``h1:11300``) is an error, not collapsed: it
+is most likely a typo, and a pool or a sum of statistics would count it twice.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Final, TypeAlias
+from collections.abc import Iterable, Sequence
+from typing import Final, TypeAlias, cast
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -35,7 +44,9 @@ __all__ = [
     "Resolved",
     "describe",
     "parse_address",
+    "parse_addresses",
     "resolve_address",
+    "resolve_addresses",
 ]
 
 #: beanstalkd's port.
@@ -53,6 +64,7 @@ Address: TypeAlias = tuple[str, int] | Sequence[str | int] | str | os.PathLike[s
 Resolved: TypeAlias = tuple[str, int] | str
 
 _FORMS: Final = "expected host:port, beanstalk://host:port, unix:/path or unix:///path"
+_ONE: Final = "one address expected, not a list (resolve_addresses() takes several)"
 
 
 class AddressError(ValueError):
@@ -121,6 +133,8 @@ def parse_address(text: str) -> Resolved:
     text = text.strip()
     if not text:
         raise AddressError(f"empty address ({_FORMS})")
+    if "," in text:
+        raise AddressError(f"{original!r}: {_ONE}")
     scheme, sep, rest = text.partition("://")
     if sep:
         scheme = scheme.lower()
@@ -144,8 +158,6 @@ def parse_address(text: str) -> Resolved:
 
 
 def _host_port(text: str, original: str) -> tuple[str, int]:
-    if "," in text:
-        raise AddressError(f"{original!r}: one address expected, not a list")
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
@@ -168,6 +180,87 @@ def _host_port(text: str, original: str) -> tuple[str, int]:
     if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise AddressError(f"{original!r}: port must be a number from 1 to 65535")
     return host, int(port_text)
+
+
+def resolve_addresses(addresses: str | Iterable[Address] | Address | None = None) -> list[Resolved]:
+    """What several addresses connect to, in the order given (see :func:`resolve_address`).
+
+    ``None`` reads ``$BEANSTALKD_URL`` (one address or a comma-separated list),
+    else :data:`DEFAULT_ADDRESS`. A ``str`` is a comma-separated list
+    (:func:`parse_addresses`); an ``os.PathLike`` is one Unix socket path; a
+    two-item sequence whose second item is an ``int`` is one ``(host, port)``;
+    any other iterable holds addresses, each read by :func:`resolve_address`.
+    Raises :class:`AddressError` for a malformed address, an empty list or the
+    same server twice, and ``TypeError`` for an object that is no address.
+
+        >>> resolve_addresses("beanstalk://h1:11300, h2")
+        [('h1', 11300), ('h2', 11300)]
+        >>> resolve_addresses([("h1", 11301), "unix:///run/b.sock"])
+        [('h1', 11301), '/run/b.sock']
+        >>> resolve_addresses(("h1", 11301))
+        [('h1', 11301)]
+    """
+    if addresses is None:
+        text = os.environ.get(ENVIRONMENT_VARIABLE)
+        if not text:
+            return [parse_address(DEFAULT_ADDRESS)]
+        try:
+            return parse_addresses(text)
+        except AddressError as exc:
+            raise AddressError(f"invalid ${ENVIRONMENT_VARIABLE}: {exc}") from None
+    if isinstance(addresses, str):
+        return parse_addresses(addresses)
+    if isinstance(addresses, os.PathLike):
+        return [resolve_address(addresses)]
+    if (
+        isinstance(addresses, Sequence)
+        and not isinstance(addresses, (bytes, bytearray))
+        and len(addresses) == 2
+        and isinstance(addresses[1], int)
+    ):
+        return [resolve_address(cast(Address, addresses))]
+    if not isinstance(addresses, Iterable) or isinstance(addresses, (bytes, bytearray)):
+        raise TypeError(
+            "addresses must be an address, a comma-separated str or a list of addresses, "
+            f"not {type(addresses).__name__}"
+        )
+    items = list(cast(Iterable[Address], addresses))
+    if not items:
+        raise AddressError("no address in an empty list")
+    return _distinct([resolve_address(item) for item in items], repr(items))
+
+
+def parse_addresses(text: str) -> list[Resolved]:
+    """Parse a comma-separated list of addresses (spaces around the commas are fine).
+
+    Each item is read by :func:`parse_address`. Raises :class:`AddressError` naming
+    the text for an empty item, a malformed address or the same server twice.
+
+        >>> parse_addresses("beanstalk://h1:11300,h2:11301")
+        [('h1', 11300), ('h2', 11301)]
+        >>> parse_addresses("unix:///a.sock, [::1]")
+        ['/a.sock', ('::1', 11300)]
+    """
+    items = text.split(",")
+    if any(not item.strip() for item in items):
+        what = "an empty address" if len(items) == 1 else "an empty item in the list"
+        raise AddressError(f"{text!r}: {what} ({_FORMS})")
+    out: list[Resolved] = []
+    for item in items:
+        try:
+            out.append(parse_address(item))
+        except AddressError as exc:
+            raise AddressError(f"{text!r}: {exc}" if len(items) > 1 else str(exc)) from None
+    return _distinct(out, repr(text))
+
+
+def _distinct(addresses: list[Resolved], shown: str) -> list[Resolved]:
+    seen: set[Resolved] = set()
+    for address in addresses:
+        if address in seen:
+            raise AddressError(f"{shown}: {describe(address)} is given twice")
+        seen.add(address)
+    return addresses
 
 
 def describe(address: Resolved) -> str:

@@ -6,7 +6,8 @@ and for ``BEANSTALKD_URL``):
 
 - ``host:port``, ``host`` (port 11300), ``[::1]:11300`` (IPv6 in brackets);
 - ``beanstalk://host:port`` or ``beanstalk://host`` (``beanstalkd://`` works too);
-- ``unix:/path/to/socket``, ``unix:///path/to/socket``, or a path with a ``/``.
+- ``unix:/path/to/socket``, ``unix:///path/to/socket``, or a path with a ``/``;
+- several of them separated by commas (``tubes``, ``stats`` and ``top`` only).
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from beanproto.address import (
     AddressError,
     describe,
     parse_address,
+    parse_addresses,
 )
 
-__all__ = ["DEFAULT_ADDRESS", "DEFAULT_PORT", "AddressError", "describe", "parse_address"]
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "DEFAULT_PORT",
+    "AddressError",
+    "describe",
+    "parse_address",
+    "parse_addresses",
+]

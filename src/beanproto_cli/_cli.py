@@ -11,6 +11,12 @@ Errors never show a traceback: the group's ``invoke`` turns beanproto's
 exceptions into click exceptions with a message and an exit status: 1 for a
 refusal by the server (``job 5 not found``), 2 for a usage error (click's own),
 input ``restore`` cannot read, or a connection that failed or broke.
+
+Several servers (``--address h1,h2`` or such a ``BEANSTALKD_URL``): ``tubes``,
+``stats`` and ``top`` read each server in turn (``_Servers``) and show them all
+with a server column and totals; a server that cannot be read is shown as down,
+the others are shown, and the exit status is 2. Every other command works on one
+server and refuses a list (``_target``).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, Final, cast
+from typing import IO, Any, Final, TypeVar, cast
 
 import click
 from rich.console import Console
@@ -72,13 +78,18 @@ from beanproto import (
 from beanproto.adapter import server_stats, tube_stats, watch_count
 from beanproto_sync import Client
 
-from ._address import DEFAULT_ADDRESS, AddressError, describe, parse_address
+from ._address import DEFAULT_ADDRESS, AddressError, describe, parse_address, parse_addresses
 from ._dump import STATES, DumpedJob, RecordError, job_record, parse_record
 from ._render import (
     body_json,
     body_text,
     key_value_table,
     key_value_text,
+    servers_stats_table,
+    servers_stats_text,
+    servers_top_frame,
+    servers_tubes_table,
+    servers_tubes_text,
     stats_dict,
     top_frame,
     top_summary,
@@ -113,12 +124,21 @@ class ConnectionFailed(click.ClickException):
     exit_code = 2
 
 
+class OneServer(click.ClickException):
+    """A command that works on one server was given several (exit status 2, one line)."""
+
+    exit_code = 2
+
+
+_Target = tuple[tuple[str, int] | str, str]
+
+
 @dataclass
 class _Settings:
     address: str | None = None
 
-    def target(self) -> tuple[tuple[str, int] | str, str]:
-        """The address to connect to, and how to show it."""
+    def targets(self) -> list[_Target]:
+        """The addresses to connect to (one or more), and how to show each."""
         if self.address is not None:
             text, source = self.address, "--address"
         elif os.environ.get("BEANSTALKD_URL"):
@@ -126,10 +146,10 @@ class _Settings:
         else:
             text, source = DEFAULT_ADDRESS, "the default address"
         try:
-            address = parse_address(text)
+            addresses = parse_addresses(text)
         except AddressError as exc:
             raise click.UsageError(f"invalid {source}: {exc}") from None
-        return address, describe(address)
+        return [(address, describe(address)) for address in addresses]
 
 
 def _store_address(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -138,7 +158,8 @@ def _store_address(ctx: click.Context, param: click.Parameter, value: str | None
 
 
 _ADDRESS_HELP: Final = (
-    "Server: host:port, unix:/path, beanstalk://host:port or unix:///path "
+    "Server: host:port, unix:/path, beanstalk://host:port or unix:///path; "
+    "tubes, stats and top take a comma-separated list "
     f"[default: $BEANSTALKD_URL, else {DEFAULT_ADDRESS}]"
 )
 
@@ -177,8 +198,65 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _target(ctx: click.Context) -> tuple[tuple[str, int] | str, str]:
-    return ctx.ensure_object(_Settings).target()
+def _targets(ctx: click.Context) -> list[_Target]:
+    return ctx.ensure_object(_Settings).targets()
+
+
+def _target(ctx: click.Context) -> _Target:
+    """The one server of a command that works on one; a list is an error."""
+    targets = _targets(ctx)
+    if len(targets) > 1:
+        raise OneServer(f"{ctx.info_name} takes one server; got {len(targets)} addresses")
+    return targets[0]
+
+
+_T = TypeVar("_T")
+
+
+class _Servers:
+    """Several servers read in turn; one that cannot be reached or breaks is down
+    (``None`` in the results), and is tried again on the next ``read``."""
+
+    def __init__(self, targets: list[_Target]) -> None:
+        self.targets = targets
+        self.clients: dict[str, Client[bytes]] = {}
+        #: Why each server was last down, by address as shown.
+        self.errors: dict[str, str] = {}
+
+    def read(self, fetch: Callable[[Client[bytes]], _T]) -> list[tuple[str, _T | None]]:
+        """``fetch`` of each server in turn, with ``None`` for one that is down."""
+        return [(shown, self._read(target, shown, fetch)) for target, shown in self.targets]
+
+    def _read(
+        self, target: tuple[str, int] | str, shown: str, fetch: Callable[[Client[bytes]], _T]
+    ) -> _T | None:
+        client = self.clients.get(shown)
+        if client is None:
+            try:
+                client = Client(target, timeout=SOCKET_TIMEOUT)
+            except (OSError, BrokenConnectionError, RemoteProtocolError) as exc:
+                self.errors[shown] = f"cannot connect to {shown}: {_reason(exc)}"
+                return None
+            self.clients[shown] = client
+        try:
+            return fetch(client)
+        except (OSError, BrokenConnectionError, RemoteProtocolError) as exc:
+            self.errors[shown] = f"connection to {shown} failed: {_reason(exc)}"
+            self.clients.pop(shown).close()
+            return None
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+        self.clients.clear()
+
+    def finish(self, ctx: click.Context) -> None:
+        """Close; if a server was down, say why (one line each) and exit with status 2."""
+        self.close()
+        for message in self.errors.values():
+            click.echo(f"Error: {message}", err=True)
+        if self.errors:
+            ctx.exit(2)
 
 
 @contextlib.contextmanager
@@ -273,10 +351,11 @@ def cli() -> None:
 
     The server is given by --address (on the group or on any command), else by
     the BEANSTALKD_URL environment variable (beanstalk://host:port or
-    unix:///path), else 127.0.0.1:11300.
+    unix:///path), else 127.0.0.1:11300. tubes, stats and top take several
+    servers, separated by commas; a server that is down is shown as such.
 
     Exit status: 0 on success, 1 when the server refuses (e.g. no such job),
-    2 for invalid input or when the server cannot be reached.
+    2 for invalid input or when a server cannot be reached.
     """
 
 
@@ -288,7 +367,32 @@ def cli() -> None:
 @_json_option
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:
-    """Show the server's statistics."""
+    """Show the server's statistics.
+
+    Given several servers: one column per server and a total column (the
+    counters summed); with --json, a list of {"server", "error", "stats"}.
+    """
+    targets = _targets(ctx)
+    if len(targets) > 1:
+        servers = _Servers(targets)
+        per_server = servers.read(lambda c: c.stats())
+        if as_json:
+            _emit_json(
+                [
+                    {
+                        "server": shown,
+                        "error": servers.errors.get(shown) if value is None else None,
+                        "stats": None if value is None else stats_dict(value),
+                    }
+                    for shown, value in per_server
+                ]
+            )
+        elif _console().is_terminal:
+            _console().print(servers_stats_table(per_server, f"{len(targets)} servers"))
+        else:
+            click.echo(servers_stats_text(per_server), nl=False)
+        servers.finish(ctx)
+        return
     with _connect(ctx) as c:
         result = c.stats()
     if as_json:
@@ -306,7 +410,32 @@ def tubes(ctx: click.Context, as_json: bool) -> None:
 
     "paused" is the time left of a pause, blank when the tube is not paused. With
     --json, a list of every tube's full stats-tube fields.
+
+    Given several servers: a server column; after each server's tubes a "*" row
+    sums them, and "total" rows sum each tube over the servers. With --json, a
+    list of {"server", "error", "tubes"}.
     """
+    targets = _targets(ctx)
+    if len(targets) > 1:
+        servers = _Servers(targets)
+        per_server = servers.read(_tube_stats)
+        if as_json:
+            _emit_json(
+                [
+                    {
+                        "server": shown,
+                        "error": servers.errors.get(shown) if value is None else None,
+                        "tubes": None if value is None else [stats_dict(s) for s in value],
+                    }
+                    for shown, value in per_server
+                ]
+            )
+        elif _console().is_terminal:
+            _console().print(servers_tubes_table(per_server))
+        else:
+            click.echo(servers_tubes_text(per_server), nl=False)
+        servers.finish(ctx)
+        return
     with _connect(ctx) as c:
         result = _tube_stats(c)
     if as_json:
@@ -1118,7 +1247,15 @@ def restore(ctx: click.Context, tube: str | None, input_: str) -> None:
 @click.option("--iterations", "-n", type=click.IntRange(min=1), help="Stop after N frames.")
 @click.pass_context
 def top(ctx: click.Context, interval: float, iterations: int | None) -> None:
-    """A live, refreshing view of the server and its tubes (Ctrl-C to quit)."""
+    """A live, refreshing view of the server and its tubes (Ctrl-C to quit).
+
+    Given several servers: a summary line per server, then their tubes with a
+    server column and totals (as tubes shows them).
+    """
+    targets = _targets(ctx)
+    if len(targets) > 1:
+        _top_servers(ctx, targets, interval, iterations)
+        return
     console = _console()
     with _connect(ctx) as c:
         shown = ctx.meta["beanproto.address"]
@@ -1163,6 +1300,51 @@ def top(ctx: click.Context, interval: float, iterations: int | None) -> None:
                     frames += 1
         except KeyboardInterrupt:
             pass
+
+
+def _top_servers(
+    ctx: click.Context, targets: list[_Target], interval: float, iterations: int | None
+) -> None:
+    console = _console()
+    servers = _Servers(targets)
+    previous: dict[str, tuple[ServerStats, float]] = {}
+
+    def read() -> tuple[list[str], list[tuple[str, list[TubeStats] | None]]]:
+        summaries: list[str] = []
+        per_server = servers.read(lambda c: (c.stats(), _tube_stats(c)))
+        now = time.monotonic()
+        for shown, value in per_server:
+            if value is None:
+                summaries.append(f"down: {servers.errors[shown]}")
+                previous.pop(shown, None)
+                continue
+            before, last = previous.get(shown, (None, now))
+            summaries.append(
+                top_summary(value[0], address=shown, previous=before, elapsed=now - last)
+            )
+            previous[shown] = (value[0], now)
+        return summaries, [(s, None if v is None else v[1]) for s, v in per_server]
+
+    frames = 0
+    try:
+        if console.is_terminal:  # pragma: no cover - tests render frames directly
+            with Live(servers_top_frame(*read()), console=console, auto_refresh=False) as live:
+                frames = 1
+                while iterations is None or frames < iterations:
+                    time.sleep(interval)
+                    live.update(servers_top_frame(*read()), refresh=True)
+                    frames += 1
+        else:
+            while iterations is None or frames < iterations:
+                if frames:
+                    time.sleep(interval)
+                summaries, per_server = read()
+                click.echo("\n".join(summaries))
+                click.echo(servers_tubes_text(per_server))
+                frames += 1
+    except KeyboardInterrupt:
+        pass
+    servers.finish(ctx)
 
 
 def main(argv: list[str] | None = None) -> None:

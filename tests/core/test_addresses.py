@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import doctest
 from pathlib import Path
 
 import pytest
 
-from beanproto.address import AddressError, describe, parse_address, resolve_address
+import beanproto.address
+from beanproto.address import (
+    AddressError,
+    describe,
+    parse_address,
+    parse_addresses,
+    resolve_address,
+    resolve_addresses,
+)
 
 
 @pytest.mark.parametrize(
@@ -58,6 +67,107 @@ def test_a_bad_string_is_named() -> None:
         resolve_address("http://x")
     with pytest.raises(AddressError, match="not a list"):
         parse_address("h1:11300,h2:11300")
+
+
+@pytest.mark.parametrize(
+    "text", ["h1:11300,h2", "beanstalk://h1,beanstalk://h2", "unix:///a,unix:///b", "/a,b"]
+)
+def test_one_address_refuses_a_list(text: str) -> None:
+    with pytest.raises(AddressError, match=r"not a list \(resolve_addresses\(\) takes several\)"):
+        resolve_address(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("h1", [("h1", 11300)]),
+        ("beanstalk://h1:11300,h2:11300", [("h1", 11300), ("h2", 11300)]),
+        ("beanstalkd://h1:1,beanstalk://h2", [("h1", 1), ("h2", 11300)]),
+        ("h1:11300,h2", [("h1", 11300), ("h2", 11300)]),
+        (" h1 , h2:2 ", [("h1", 11300), ("h2", 2)]),
+        ("unix:///a,unix:///b", ["/a", "/b"]),
+        ("unix:/a, ./b, [::1]:3", ["/a", "./b", ("::1", 3)]),
+        ("h2,h1", [("h2", 11300), ("h1", 11300)]),  # the order given
+    ],
+)
+def test_parse_addresses(text: str, expected: list[object]) -> None:
+    assert parse_addresses(text) == expected
+    assert resolve_addresses(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "'': an empty address"),
+        ("  ", "'  ': an empty address"),
+        ("h1,", "'h1,': an empty item in the list"),
+        (",h1", "',h1': an empty item in the list"),
+        ("h1,,h2", "'h1,,h2': an empty item in the list"),
+        ("h1, ,h2", "'h1, ,h2': an empty item in the list"),
+        ("h1,ftp://h2", "'h1,ftp://h2': 'ftp://h2': unknown scheme 'ftp'"),
+        ("h1,h2:0", "'h1,h2:0': 'h2:0': port must be"),
+        ("ftp://h2", "'ftp://h2': unknown scheme"),
+        ("h1,h1", "'h1,h1': h1:11300 is given twice"),
+        ("h1,beanstalk://h1:11300", "'h1,beanstalk://h1:11300': h1:11300 is given twice"),
+        ("unix:/a,/a", "'unix:/a,/a': unix:/a is given twice"),
+    ],
+)
+def test_bad_address_lists(text: str, message: str) -> None:
+    with pytest.raises(AddressError, match=f"^{message}"):
+        parse_addresses(text)
+
+
+def test_resolve_addresses_takes_python_lists() -> None:
+    assert resolve_addresses([("h1", 1), ["h2", 2], "h3:3", Path("/s")]) == [
+        ("h1", 1),
+        ("h2", 2),
+        ("h3", 3),
+        "/s",
+    ]
+    assert resolve_addresses(("h1:1", "h2:2")) == [("h1", 1), ("h2", 2)]
+    assert resolve_addresses(["h1", "h2"]) == [("h1", 11300), ("h2", 11300)]
+    assert resolve_addresses(a for a in ["h1"]) == [("h1", 11300)]
+    # One address, not in a list:
+    assert resolve_addresses(("h1", 1)) == [("h1", 1)]
+    assert resolve_addresses(["h1", 2]) == [("h1", 2)]
+    assert resolve_addresses(Path("/s")) == ["/s"]
+
+
+def test_bad_python_lists() -> None:
+    with pytest.raises(AddressError, match="no address in an empty list"):
+        resolve_addresses([])
+    with pytest.raises(AddressError, match=r"^\[\('h1', 1\), 'h1:1'\]: h1:1 is given twice"):
+        resolve_addresses([("h1", 1), "h1:1"])
+    with pytest.raises(AddressError, match="not a list"):
+        resolve_addresses(["h1,h2"])  # a list of lists is no address
+    with pytest.raises(AddressError, match="port must be"):
+        resolve_addresses(("h1", True))
+    with pytest.raises(TypeError, match="addresses must be"):
+        resolve_addresses(11300)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="addresses must be"):
+        resolve_addresses(b"h1,h2")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="address must be"):
+        resolve_addresses([b"h1"])  # type: ignore[list-item]
+
+
+def test_addresses_none_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BEANSTALKD_URL", raising=False)
+    assert resolve_addresses() == [("127.0.0.1", 11300)]
+    monkeypatch.setenv("BEANSTALKD_URL", "")
+    assert resolve_addresses(None) == [("127.0.0.1", 11300)]
+    monkeypatch.setenv("BEANSTALKD_URL", "beanstalk://q1:1,beanstalk://q2:2")
+    assert resolve_addresses(None) == [("q1", 1), ("q2", 2)]
+    with pytest.raises(AddressError, match=r"invalid \$BEANSTALKD_URL: .*resolve_addresses"):
+        resolve_address(None)  # one address wanted, a list given
+    monkeypatch.setenv("BEANSTALKD_URL", "q1,,q2")
+    with pytest.raises(AddressError, match=r"invalid \$BEANSTALKD_URL: 'q1,,q2': an empty item"):
+        resolve_addresses(None)
+    assert resolve_addresses("h:1") == [("h", 1)]
+
+
+def test_the_docstring_examples() -> None:
+    result = doctest.testmod(beanproto.address)
+    assert result.attempted >= 10 and result.failed == 0
 
 
 def test_none_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -220,6 +220,14 @@ def start_server(*flags: str, unix: bool = False) -> Server:
     raise RuntimeError(f"could not start beanstalkd on a free port ({error})")
 
 
+def restart_server(srv: Server) -> Server:
+    """Start a new beanstalkd on the port of ``srv``, which was stopped or killed
+    (a client's reconnecting). The caller stops it."""
+    assert srv.port is not None and srv.process.poll() is not None
+    args = [beanstalkd_binary(), "-l", "127.0.0.1", "-p", str(srv.port), *srv.flags]
+    return Server(launch(args, srv.address), srv.host, srv.port, flags=srv.flags)
+
+
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
     """The session's shared beanstalkd. Use a fresh tube (``tube`` fixture) per test."""

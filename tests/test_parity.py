@@ -49,8 +49,10 @@ def test_same_construction_keywords() -> None:
     connect = inspect.signature(beanproto_anyio.connect).parameters
     for name in ("encoding", "serializer", "use", "watch", "max_body_size"):
         assert sync[name] == client[name] == connect[name]
-    for name in ("address", "tls", "ssl_context"):
+    for name in ("address", "tls", "ssl_context", "reconnect"):
         assert sync[name] == connect[name], name
+    # A client over a stream it was given cannot open another.
+    assert "reconnect" not in client
 
 
 def test_same_exports() -> None:

@@ -9,7 +9,9 @@ its command, a put's body under the client's ``encoding`` and ``serializer``
 (and a job's body back), the event a call
 hoped for (or the error it raises instead), a reply as a :class:`~beanproto.Job`,
 the outcomes of a pipelined batch, which commands may hand a job to the caller
-or hold the connection, and the TCP options of a client socket. Nothing here
+or hold the connection, the TCP options of a client socket, and what a client
+that reconnects sends again (its ``use``/``watch`` as they were) and how long
+it waits between attempts. Nothing here
 does I/O, and ``import beanproto`` does not import this module.
 """
 
@@ -56,6 +58,8 @@ from ._stats import JobStats, ServerStats, TubeStats
 
 __all__ = [
     "KEEPALIVE",
+    "RECONNECT_FIRST_DELAY",
+    "RECONNECT_MAX_DELAY",
     "Serializer",
     "batch_outcomes",
     "blocks",
@@ -73,9 +77,11 @@ __all__ = [
     "paused",
     "pipeline_commands",
     "put_commands",
+    "reconnect_delay",
     "released",
     "reserve_command",
     "reserves",
+    "restore_commands",
     "server_stats",
     "set_tcp_options",
     "setup_commands",
@@ -147,6 +153,29 @@ def setup_commands(use: str | None, watch: str | Iterable[str] | None) -> list[C
         if DEFAULT_TUBE not in tubes:
             setup.append(Ignore(DEFAULT_TUBE))
     return setup
+
+
+def restore_commands(used: str, watched: Iterable[str]) -> list[Command]:
+    """The setup that gives a new connection the used tube and watch list of
+    one that broke (:attr:`beanproto.Connection.used_tube`,
+    :attr:`~beanproto.Connection.watched_tubes`): nothing for a connection
+    that only ever had ``default``."""
+    return setup_commands(None if used == DEFAULT_TUBE else used, watched)
+
+
+#: After the first failed reconnection attempt, the next waits this long (seconds).
+RECONNECT_FIRST_DELAY: Final = 0.1
+#: The wait between attempts doubles up to this (seconds).
+RECONNECT_MAX_DELAY: Final = 5.0
+
+
+def reconnect_delay(failures: int) -> float:
+    """How long after its ``failures``-th failed attempt in a row a client may
+    try to reconnect again: 0.1 s, doubling, at most 5 s (the first attempt
+    after a break is made at once)."""
+    if failures < 1:
+        return 0.0
+    return min(RECONNECT_FIRST_DELAY * 2.0 ** min(failures - 1, 32), RECONNECT_MAX_DELAY)
 
 
 _RESERVE: Final = Reserve()

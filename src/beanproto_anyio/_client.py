@@ -6,12 +6,22 @@ so an invalid one raises before anything is sent) and hands it to the
 the reply into the method's value. The multiplexer shares the connection
 between tasks (pipelining their commands) and owns cancellation; everything both
 clients do alike is :mod:`beanproto.adapter`'s.
+
+Reconnecting (``connect(..., reconnect=True)``): a multiplexer serves one
+stream and stays broken once broken, so the client replaces it. A call that
+finds it broken, before submitting anything, opens a new stream (one task at
+a time, under a lock; the others then use the new one, or fail at once if the
+attempt failed), sends the used tube and watch list the broken connection had
+confirmed, and swaps the new multiplexer in. Tasks still inside the old one
+finish there and raise: nothing is sent again on the new connection.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import ssl
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast, overload
@@ -26,6 +36,7 @@ from beanproto import (
     DEFAULT_PRIORITY,
     DEFAULT_TTR,
     MAX_LINE_SIZE,
+    BrokenConnectionError,
     Bury,
     Command,
     Connection,
@@ -75,8 +86,10 @@ from beanproto.adapter import (
     paused,
     pipeline_commands,
     put_commands,
+    reconnect_delay,
     released,
     reserve_command,
+    restore_commands,
     server_stats,
     set_tcp_options,
     setup_commands,
@@ -93,6 +106,9 @@ from ._multiplexer import Multiplexer
 __all__ = ["Address", "Client", "connect"]
 
 BodyT = TypeVar("BodyT", bytes, str)
+T = TypeVar("T")
+
+log = logging.getLogger("beanproto.client")
 
 
 def _describe(stream: anyio.abc.ByteStream) -> str:
@@ -156,7 +172,20 @@ class Client(Generic[BodyT]):
     ``KeyboardInterrupt`` during a call breaks the connection.
     """
 
-    __slots__ = ("_address", "_encoding", "_mux", "_serializer", "_setup")
+    __slots__ = (
+        "_address",
+        "_closing",
+        "_encoding",
+        "_failures",
+        "_limits",
+        "_lock",
+        "_mux",
+        "_opener",
+        "_restore",
+        "_retry_at",
+        "_serializer",
+        "_setup",
+    )
 
     @overload
     def __init__(
@@ -215,6 +244,89 @@ class Client(Generic[BodyT]):
             stream, max_body_size=max_body_size, max_command_size=max_command_size
         )
         self._address = _describe(stream)
+        self._limits = (max_body_size, max_command_size)
+        # Reconnecting: how to open a new stream (set by connect(reconnect=True)).
+        self._opener: Callable[[], Awaitable[anyio.abc.ByteStream]] | None = None
+        self._closing = False  # aclose() was called: no reconnecting
+        self._lock: anyio.Lock | None = None  # one reconnection attempt at a time
+        self._restore: list[Command] | None = None  # the setup of the next reconnection
+        self._failures = 0  # failed attempts in a row
+        self._retry_at = 0.0  # no attempt before this anyio.current_time()
+
+    # Not coroutines themselves: they hand back the multiplexer's call to await,
+    # so that a call costs no extra coroutine frame unless it must reconnect first.
+    def _request(self, command: Command, result: Callable[[Event], T]) -> Awaitable[T]:
+        mux = self._mux
+        if mux.closed and self._opener is not None:
+            return self._reconnected_request(command, result)
+        return mux.request(command, result)
+
+    def _exchange(
+        self, commands: Sequence[Command], result: Callable[[list[Event]], T]
+    ) -> Awaitable[T]:
+        mux = self._mux
+        if mux.closed and self._opener is not None:
+            return self._reconnected_exchange(commands, result)
+        return mux.exchange(commands, result)
+
+    async def _reconnected_request(self, command: Command, result: Callable[[Event], T]) -> T:
+        return await (await self._reconnect()).request(command, result)
+
+    async def _reconnected_exchange(
+        self, commands: Sequence[Command], result: Callable[[list[Event]], T]
+    ) -> T:
+        return await (await self._reconnect()).exchange(commands, result)
+
+    async def _reconnect(self) -> Multiplexer:
+        """Replace the broken multiplexer (``reconnect=True``), unless the last
+        attempt failed too recently: then raise at once. Returns the one to use
+        (still the broken one after ``aclose()``: its call raises)."""
+        assert self._opener is not None
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            old = self._mux
+            if not old.closed or self._closing:
+                return old  # another task reconnected meanwhile, or aclose() was called
+            wait = self._retry_at - anyio.current_time()
+            if wait > 0:
+                raise BrokenConnectionError(
+                    f"the connection is unusable: next attempt to reconnect in {wait:.2f} s"
+                )
+            if self._restore is None:
+                # What the broken connection had confirmed, kept until an attempt succeeds.
+                conn = old.conn
+                self._restore = restore_commands(conn.used_tube, conn.watched_tubes)
+            setup = self._restore
+            try:
+                stream = await self._opener()
+            except Exception as exc:
+                raise self._attempt_failed(exc) from exc
+            body, command = self._limits
+            new = Multiplexer(stream, max_body_size=body, max_command_size=command)
+            try:
+                if setup:
+                    await new.exchange(setup, lambda events: batch_outcomes(setup, events, None))
+                if self._closing:
+                    raise BrokenConnectionError("the client was closed")
+            except BaseException as exc:
+                new._break("reconnecting failed")
+                await anyio.aclose_forcefully(stream)
+                if isinstance(exc, Exception) and not self._closing:
+                    raise self._attempt_failed(exc) from exc
+                raise
+            new.announce = self._address
+            self._mux = new
+            log.info("reconnected to %s (attempt %d)", self._address, self._failures + 1)
+            self._failures = 0
+            self._restore = None
+            return new
+
+    def _attempt_failed(self, exc: Exception) -> BrokenConnectionError:
+        self._failures += 1
+        self._retry_at = anyio.current_time() + reconnect_delay(self._failures)
+        log.debug("reconnecting to %s failed: %r", self._address, exc)
+        return BrokenConnectionError(f"reconnecting failed: {exc}")
 
     def _job(self, event: Event) -> Job[BodyT]:
         return cast(Job[BodyT], job_from_event(event, self._encoding, self._serializer))
@@ -239,7 +351,7 @@ class Client(Generic[BodyT]):
         """
         data = encode_body(body, self._encoding, self._serializer)
         put = Put(data, priority, delay, ttr)  # type: ignore[arg-type]
-        return await self._mux.request(put, inserted_id)
+        return await self._request(put, inserted_id)
 
     async def put_many(
         self,
@@ -261,17 +373,17 @@ class Client(Generic[BodyT]):
         if not commands:
             await anyio.lowlevel.checkpoint()
             return []
-        return await self._mux.exchange(
+        return await self._exchange(
             commands, lambda events: cast(list[int], batch_outcomes(commands, events, Inserted))
         )
 
     async def use(self, tube: str) -> str:
         """Put later jobs into ``tube``; return its name."""
-        return await self._mux.request(Use(tube), using_tube)
+        return await self._request(Use(tube), using_tube)
 
     async def using(self) -> str:
         """The tube :meth:`put` goes to (asks the server)."""
-        return await self._mux.request(ListTubeUsed(), using_tube)
+        return await self._request(ListTubeUsed(), using_tube)
 
     # -- consuming -------------------------------------------------------------------
 
@@ -292,7 +404,7 @@ class Client(Generic[BodyT]):
         ``reserve(timeout=0)`` keeps the client in sync unless a job came back
         for it, in which case the connection is closed for the same reason.
         """
-        return await self._mux.request(reserve_command(timeout), self._job)
+        return await self._request(reserve_command(timeout), self._job)
 
     async def reserve_job(self, id: int) -> Job[BodyT]:
         """Reserve job ``id`` whatever its tube or state (beanstalkd 1.12+).
@@ -300,11 +412,11 @@ class Client(Generic[BodyT]):
         Cancelled after writing: if the job was reserved, the connection is
         closed so the server returns it; otherwise the client stays in sync.
         """
-        return await self._mux.request(ReserveJob(id), self._job)
+        return await self._request(ReserveJob(id), self._job)
 
     async def delete(self, job_or_id: Job[Any] | int) -> None:
         """Delete a job (a :class:`beanproto.Job` or its id)."""
-        await self._mux.request(Delete(job_id(job_or_id)), deleted)
+        await self._request(Delete(job_id(job_or_id)), deleted)
 
     async def delete_many(self, jobs_or_ids: Iterable[Job[Any] | int]) -> None:
         """Delete many jobs in one pipelined exchange.
@@ -318,7 +430,7 @@ class Client(Generic[BodyT]):
         if not commands:
             await anyio.lowlevel.checkpoint()
             return
-        await self._mux.exchange(commands, lambda events: batch_outcomes(commands, events, Deleted))
+        await self._exchange(commands, lambda events: batch_outcomes(commands, events, Deleted))
 
     async def pipeline(self, commands: Iterable[Command]) -> list[Event]:
         """Send core commands in one pipelined exchange and return their replies,
@@ -338,85 +450,85 @@ class Client(Generic[BodyT]):
         if not batch:
             await anyio.lowlevel.checkpoint()
             return []
-        return await self._mux.exchange(batch, list)
+        return await self._exchange(batch, list)
 
     async def release(
         self, job_or_id: Job[Any] | int, priority: int = DEFAULT_PRIORITY, delay: int = 0
     ) -> None:
         """Put a reserved job back into the ready queue (or delayed, by ``delay`` s)."""
         release = Release(job_id(job_or_id), priority, delay)
-        await self._mux.request(release, released)
+        await self._request(release, released)
 
     async def bury(self, job_or_id: Job[Any] | int, priority: int = DEFAULT_PRIORITY) -> None:
         """Set a reserved job aside until it is kicked."""
-        await self._mux.request(Bury(job_id(job_or_id), priority), buried)
+        await self._request(Bury(job_id(job_or_id), priority), buried)
 
     async def touch(self, job_or_id: Job[Any] | int) -> None:
         """Ask for more time: restart the TTR of a reserved job."""
-        await self._mux.request(Touch(job_id(job_or_id)), touched)
+        await self._request(Touch(job_id(job_or_id)), touched)
 
     async def watch(self, tube: str) -> int:
         """Add ``tube`` to the watch list; return how many tubes are watched."""
-        return await self._mux.request(Watch(tube), watch_count)
+        return await self._request(Watch(tube), watch_count)
 
     async def ignore(self, tube: str) -> int:
         """Remove ``tube`` from the watch list; return how many tubes are watched.
 
         Raises :class:`beanproto.NotIgnoredError` for the last watched tube.
         """
-        return await self._mux.request(Ignore(tube), watch_count)
+        return await self._request(Ignore(tube), watch_count)
 
     async def watching(self) -> list[str]:
         """The watched tubes (asks the server)."""
-        return await self._mux.request(ListTubesWatched(), tube_names)
+        return await self._request(ListTubesWatched(), tube_names)
 
     # -- inspecting ------------------------------------------------------------------
 
     async def peek(self, id: int) -> Job[BodyT]:
         """Job ``id``, in any state. Raises :class:`beanproto.NotFoundError`."""
-        return await self._mux.request(Peek(id), self._job)
+        return await self._request(Peek(id), self._job)
 
     async def peek_ready(self) -> Job[BodyT]:
         """The next ready job of the used tube."""
-        return await self._mux.request(PeekReady(), self._job)
+        return await self._request(PeekReady(), self._job)
 
     async def peek_delayed(self) -> Job[BodyT]:
         """The delayed job of the used tube that becomes ready first."""
-        return await self._mux.request(PeekDelayed(), self._job)
+        return await self._request(PeekDelayed(), self._job)
 
     async def peek_buried(self) -> Job[BodyT]:
         """The next buried job of the used tube."""
-        return await self._mux.request(PeekBuried(), self._job)
+        return await self._request(PeekBuried(), self._job)
 
     async def kick(self, bound: int) -> int:
         """Kick up to ``bound`` buried (or else delayed) jobs of the used tube; return
         how many were kicked."""
-        return await self._mux.request(Kick(bound), kick_count)
+        return await self._request(Kick(bound), kick_count)
 
     async def kick_job(self, job_or_id: Job[Any] | int) -> None:
         """Kick one buried or delayed job into the ready queue."""
-        await self._mux.request(KickJob(job_id(job_or_id)), kicked)
+        await self._request(KickJob(job_id(job_or_id)), kicked)
 
     async def stats(self) -> ServerStats:
         """The server's statistics."""
-        return await self._mux.request(Stats(), server_stats)
+        return await self._request(Stats(), server_stats)
 
     async def stats_job(self, job_or_id: Job[Any] | int) -> JobStats:
         """A job's statistics."""
-        return await self._mux.request(StatsJob(job_id(job_or_id)), job_stats)
+        return await self._request(StatsJob(job_id(job_or_id)), job_stats)
 
     async def stats_tube(self, tube: str) -> TubeStats:
         """A tube's statistics. Raises :class:`beanproto.NotFoundError` for a tube
         that does not exist."""
-        return await self._mux.request(StatsTube(tube), tube_stats)
+        return await self._request(StatsTube(tube), tube_stats)
 
     async def tubes(self) -> list[str]:
         """Every existing tube."""
-        return await self._mux.request(ListTubes(), tube_names)
+        return await self._request(ListTubes(), tube_names)
 
     async def pause_tube(self, tube: str, delay: int) -> None:
         """Hold back reserves from ``tube`` for ``delay`` seconds."""
-        await self._mux.request(PauseTube(tube, delay), paused)
+        await self._request(PauseTube(tube, delay), paused)
 
     # -- lifetime --------------------------------------------------------------------
 
@@ -429,6 +541,7 @@ class Client(Generic[BodyT]):
         from cancellation for that long, no longer). Calls still in progress in
         other tasks raise :class:`beanproto.BrokenConnectionError`.
         """
+        self._closing = True
         await self._mux.aclose()
 
     @property
@@ -440,7 +553,7 @@ class Client(Generic[BodyT]):
     async def __aenter__(self) -> Client[BodyT]:
         if self._setup:
             try:
-                await self._mux.exchange(
+                await self._exchange(
                     self._setup, lambda events: batch_outcomes(self._setup, events, None)
                 )
             except BaseException:
@@ -471,6 +584,7 @@ def connect(
     watch: str | Iterable[str] | None = None,
     tls: bool = False,
     ssl_context: ssl.SSLContext | None = None,
+    reconnect: bool = False,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     max_command_size: int = MAX_LINE_SIZE,
 ) -> AbstractAsyncContextManager[Client[bytes]]: ...
@@ -486,6 +600,7 @@ def connect(
     watch: str | Iterable[str] | None = None,
     tls: bool = False,
     ssl_context: ssl.SSLContext | None = None,
+    reconnect: bool = False,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     max_command_size: int = MAX_LINE_SIZE,
 ) -> AbstractAsyncContextManager[Client[str]]: ...
@@ -501,6 +616,7 @@ def connect(
     watch: str | Iterable[str] | None = None,
     tls: bool = False,
     ssl_context: ssl.SSLContext | None = None,
+    reconnect: bool = False,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     max_command_size: int = MAX_LINE_SIZE,
 ) -> AbstractAsyncContextManager[Client[Any]]: ...
@@ -515,6 +631,7 @@ def connect(
     watch: str | Iterable[str] | None = None,
     tls: bool = False,
     ssl_context: ssl.SSLContext | None = None,
+    reconnect: bool = False,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     max_command_size: int = MAX_LINE_SIZE,
 ) -> AbstractAsyncContextManager[Client[Any]]:
@@ -530,6 +647,15 @@ def connect(
     proxy. The other arguments are :class:`Client`'s; invalid ones (a
     malformed address: ``ValueError``) raise before connecting. Leaving the
     block closes the client.
+
+    ``reconnect=True``: a broken connection is reopened by the next call,
+    before it sends anything, with the used tube and watch list the broken one
+    had; the calls in flight at the break raised and are never sent again.
+    After a failed attempt the next waits 0.1 s, doubling up to 5 s; a call
+    before then raises :class:`beanproto.BrokenConnectionError` at once.
+    ``aclose()`` stops it for good. The ``beanproto.client`` logger reports a
+    break (WARNING) and a reconnection (INFO). The first connection is not
+    retried. (:class:`Client` over a stream you give cannot reconnect.)
     """
     encoding = body_encoding(encoding, serializer)
     if watch is not None and not isinstance(watch, str):
@@ -540,7 +666,16 @@ def connect(
     if isinstance(target, str) and (tls or ssl_context is not None):
         raise InvalidArgument("TLS needs a (host, port) address, not a Unix socket")
     return _connect(
-        target, encoding, serializer, use, watch, tls, ssl_context, max_body_size, max_command_size
+        target,
+        encoding,
+        serializer,
+        use,
+        watch,
+        tls,
+        ssl_context,
+        reconnect,
+        max_body_size,
+        max_command_size,
     )
 
 
@@ -553,25 +688,11 @@ async def _connect(
     watch: str | Iterable[str] | None,
     tls: bool,
     ssl_context: ssl.SSLContext | None,
+    reconnect: bool,
     max_body_size: int,
     max_command_size: int,
 ) -> AsyncIterator[Client[Any]]:
-    stream: anyio.abc.ByteStream
-    if isinstance(address, str):
-        stream = await anyio.connect_unix(address)
-    else:
-        host, port = address
-        raw = await anyio.connect_tcp(host, port)
-        set_tcp_options(raw.extra(anyio.abc.SocketAttribute.raw_socket))
-        stream = raw
-        if tls or ssl_context is not None:
-            try:
-                stream = await TLSStream.wrap(
-                    raw, hostname=host, ssl_context=ssl_context, standard_compatible=False
-                )
-            except BaseException:
-                await anyio.aclose_forcefully(raw)
-                raise
+    stream = await _open_stream(address, tls, ssl_context)
     try:
         client: Client[Any] = Client(
             stream,
@@ -585,5 +706,27 @@ async def _connect(
     except BaseException:
         await anyio.aclose_forcefully(stream)
         raise
+    if reconnect:
+        client._opener = functools.partial(_open_stream, address, tls, ssl_context)
+        client._mux.announce = client._address
     async with client:
         yield client
+
+
+async def _open_stream(
+    address: tuple[str, int] | str, tls: bool, ssl_context: ssl.SSLContext | None
+) -> anyio.abc.ByteStream:
+    if isinstance(address, str):
+        return await anyio.connect_unix(address)
+    host, port = address
+    raw = await anyio.connect_tcp(host, port)
+    set_tcp_options(raw.extra(anyio.abc.SocketAttribute.raw_socket))
+    if not (tls or ssl_context is not None):
+        return raw
+    try:
+        return await TLSStream.wrap(
+            raw, hostname=host, ssl_context=ssl_context, standard_compatible=False
+        )
+    except BaseException:
+        await anyio.aclose_forcefully(raw)
+        raise

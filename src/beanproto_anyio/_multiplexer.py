@@ -50,6 +50,7 @@ Breaking fails every call still waiting with :class:`BrokenConnectionError`.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -78,6 +79,8 @@ from beanproto.adapter import blocks
 __all__ = ["Multiplexer"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("beanproto.client")
 
 #: Bytes asked for per ``receive``.
 _RECV_SIZE: Final = 65536
@@ -133,6 +136,7 @@ class Multiplexer:
         "_sleepers",
         "_stream",
         "_writing",
+        "announce",
     )
 
     def __init__(
@@ -146,10 +150,18 @@ class Multiplexer:
         self._reading = False
         self._sleepers: deque[_Call] = deque()  # calls whose tasks sleep, oldest first
         self._broken: str | None = None
+        #: The server to name in a WARNING when the connection breaks (a client
+        #: that reconnects sets it); ``None``: breaks are not logged.
+        self.announce: str | None = None
 
     @property
     def stream(self) -> anyio.abc.ByteStream:
         return self._stream
+
+    @property
+    def conn(self) -> Connection:
+        """The core connection (what it knows of the used tube and watch list)."""
+        return self._conn
 
     @property
     def closed(self) -> bool:
@@ -439,7 +451,8 @@ class Multiplexer:
     def _break(self, reason: str, cause: BaseException | None = None) -> None:
         """Give up on the connection. Synchronous: every waiting call fails now;
         the caller then closes the stream (``_close_now``)."""
-        if self._broken is None:
+        first = self._broken is None
+        if first:
             self._broken = reason
         self._conn.send_failed()
         self._out.clear()
@@ -448,6 +461,8 @@ class Multiplexer:
             _fail(calls[0], reason, cause)
             calls.popleft()
         self._sleepers.clear()
+        if first and self.announce is not None:
+            log.warning("connection to %s broke: %s", self.announce, reason)
 
     async def _close_now(self) -> None:
         await anyio.aclose_forcefully(self._stream)
@@ -464,6 +479,7 @@ class Multiplexer:
         conn = self._conn
         idle = conn.state is State.OPEN and not conn.pending and not self._writing and not self._out
         quit = conn.send(Quit()) if idle else None
+        self.announce = None  # closing is no break
         self._break("the client was closed")
         try:
             if quit is not None:

@@ -146,6 +146,16 @@ class Client(Generic[BodyT]):
     call raises :class:`beanproto.BrokenConnectionError`; a job reserved in
     flight goes back to the ready queue on the server, priority unchanged.
 
+    Reconnecting: with ``reconnect=True`` (not for a connected socket:
+    :class:`beanproto.InvalidArgument`), a broken connection is reopened by the
+    next call, before it sends anything, with the used tube and watch list the
+    broken one had; the call that was in flight at the break raised and is never
+    sent again. After a failed attempt the next waits 0.1 s, doubling up to 5 s;
+    a call before then raises :class:`beanproto.BrokenConnectionError` at once.
+    :meth:`close` stops it for good. The ``beanproto.client`` logger reports a
+    break (WARNING) and a reconnection (INFO). The first connection is not
+    retried: a server down at construction raises as without ``reconnect``.
+
     Threads: a client may be shared by threads; their calls take turns (a
     ``threading.RLock``), so a waiting :meth:`reserve` holds up the others, as on
     the server. :meth:`close` from another thread aborts the call in progress
@@ -168,6 +178,7 @@ class Client(Generic[BodyT]):
         timeout: float | None = None,
         tls: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        reconnect: bool = False,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_command_size: int = MAX_LINE_SIZE,
     ) -> None: ...
@@ -184,6 +195,7 @@ class Client(Generic[BodyT]):
         timeout: float | None = None,
         tls: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        reconnect: bool = False,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_command_size: int = MAX_LINE_SIZE,
     ) -> None: ...
@@ -200,6 +212,7 @@ class Client(Generic[BodyT]):
         timeout: float | None = None,
         tls: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        reconnect: bool = False,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_command_size: int = MAX_LINE_SIZE,
     ) -> None: ...
@@ -215,6 +228,7 @@ class Client(Generic[BodyT]):
         timeout: float | None = None,
         tls: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        reconnect: bool = False,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_command_size: int = MAX_LINE_SIZE,
     ) -> None:
@@ -232,6 +246,7 @@ class Client(Generic[BodyT]):
             max_command_size=max_command_size,
             setup=setup_commands(use, watch),  # invalid names raise before connecting
             ssl_context=ssl_context,
+            reconnect=reconnect,
         )
         self._transport.open()
 
@@ -442,7 +457,8 @@ class Client(Generic[BodyT]):
     @property
     def closed(self) -> bool:
         """True once the client was closed or broken; every call then raises
-        :class:`beanproto.BrokenConnectionError`."""
+        :class:`beanproto.BrokenConnectionError` (with ``reconnect=True``, a
+        broken client reconnects on its next call, until :meth:`close`)."""
         return self._transport.closed
 
     def __enter__(self) -> Client[BodyT]:

@@ -32,11 +32,21 @@ The lock is a ``threading.RLock`` taken with ``with``, so it is always given bac
 re-entrant so that a signal handler calling the client in the thread that is in a
 call (at any point of it) never waits on that very thread: it takes the lock
 again, and raises :class:`ConcurrentUseError` if the call is under way.
+
+Reconnecting (``reconnect=True``): a broken connection stays broken until the
+next call, which (under the lock, before it writes anything of its own) opens
+a new one whose setup is the used tube and watch list the broken one had
+confirmed. The call in flight at the break raised, and is never sent again: a
+``put`` whose reply was lost may have inserted its job. A failed attempt sets
+the time of the next (:func:`beanproto.adapter.reconnect_delay`); a call before
+then raises :class:`BrokenConnectionError` at once instead of sleeping.
+``close()`` ends it for good.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import select
 import socket
 import ssl
@@ -59,13 +69,20 @@ from beanproto import (
     RemoteProtocolError,
     State,
 )
-from beanproto.adapter import batch_outcomes, set_tcp_options
+from beanproto.adapter import (
+    batch_outcomes,
+    reconnect_delay,
+    restore_commands,
+    set_tcp_options,
+)
 from beanproto.address import Address as _Address
 from beanproto.address import Resolved, describe, resolve_address
 
 __all__ = ["SAME", "Address", "ConcurrentUseError", "Transport"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("beanproto.client")
 
 #: What a client connects to: an address of :mod:`beanproto.address` (``(host,
 #: port)``, a Unix socket path, an address string), or a connected socket
@@ -105,11 +122,16 @@ class Transport:
     __slots__ = (
         "_address",
         "_broken",
+        "_closed",
         "_conn",
+        "_failures",
         "_lock",
         "_max_body_size",
         "_max_command_size",
         "_owner",
+        "_reconnect",
+        "_restore",
+        "_retry_at",
         "_setup",
         "_sock",
         "_ssl_context",
@@ -126,11 +148,14 @@ class Transport:
         max_command_size: int,
         setup: Sequence[Command],
         ssl_context: ssl.SSLContext | None = None,
+        reconnect: bool = False,
     ) -> None:
         target: Resolved | socket.socket
         if isinstance(address, socket.socket):
             if ssl_context is not None:
                 raise InvalidArgument("TLS needs a (host, port) address, not a connected socket")
+            if reconnect:
+                raise InvalidArgument("a client given a connected socket cannot reconnect")
             if timeout is None:
                 # The socket's own timeout (a non-blocking socket's 0: none).
                 timeout = address.gettimeout() or None
@@ -151,6 +176,11 @@ class Transport:
         self._sock: socket.socket | None = None
         self._conn = Connection(max_body_size=max_body_size, max_command_size=max_command_size)
         self.description = _describe(target)
+        self._reconnect = reconnect
+        self._closed = False  # close() was called: no reconnecting
+        self._restore: list[Command] | None = None  # the setup of the next reconnection
+        self._failures = 0  # failed reconnection attempts in a row
+        self._retry_at = 0.0  # no attempt before this time.monotonic()
 
     # -- opening ---------------------------------------------------------------------
 
@@ -161,22 +191,53 @@ class Transport:
         connection is broken (a connected socket given as the address cannot
         be opened twice)."""
         with self._lock:
-            sock = self._connect()
-            self._sock = sock
-            self._conn = Connection(
-                max_body_size=self._max_body_size, max_command_size=self._max_command_size
+            self._open(self._setup)
+
+    def _open(self, setup: list[Command]) -> None:
+        sock = self._connect()
+        self._sock = sock
+        self._conn = Connection(
+            max_body_size=self._max_body_size, max_command_size=self._max_command_size
+        )
+        try:
+            if self._closed:
+                raise BrokenConnectionError("the client was closed")
+            sock.settimeout(self.timeout)
+            set_tcp_options(sock)
+            self._broken = None
+            if setup:
+                batch_outcomes(setup, self._run(setup, SAME), None)
+        except BaseException as exc:
+            replacement = self._interrupted(exc)
+            if replacement is exc:
+                raise
+            raise replacement from exc
+
+    def _reopen(self) -> None:
+        """Reconnect (a broken connection, ``reconnect=True``), unless the last
+        attempt failed too recently: then raise at once."""
+        wait = self._retry_at - time.monotonic()
+        if wait > 0:
+            raise BrokenConnectionError(
+                f"the connection is unusable: {self._broken}; "
+                f"next attempt to reconnect in {wait:.2f} s"
             )
-            try:
-                sock.settimeout(self.timeout)
-                set_tcp_options(sock)
-                self._broken = None
-                if self._setup:
-                    batch_outcomes(self._setup, self._run(self._setup, SAME), None)
-            except BaseException as exc:
-                replacement = self._interrupted(exc)
-                if replacement is exc:
-                    raise
-                raise replacement from exc
+        if self._restore is None:
+            # What the broken connection had confirmed, kept until an attempt succeeds.
+            conn = self._conn
+            self._restore = restore_commands(conn.used_tube, conn.watched_tubes)
+        try:
+            self._open(self._restore)
+        except Exception as exc:
+            self._failures += 1
+            self._retry_at = time.monotonic() + reconnect_delay(self._failures)
+            log.debug("reconnecting to %s failed: %r", self.description, exc)
+            if isinstance(exc, BrokenConnectionError):
+                raise
+            raise BrokenConnectionError(f"reconnecting failed: {exc}") from exc
+        log.info("reconnected to %s (attempt %d)", self.description, self._failures + 1)
+        self._failures = 0
+        self._restore = None
 
     def _connect(self) -> socket.socket:
         address = self._address
@@ -240,7 +301,9 @@ class Transport:
                 )
             self._owner, mine = threading.get_ident(), True
             if self._broken is not None:
-                raise self._unusable()
+                if not self._reconnect or self._closed:
+                    raise self._unusable()
+                self._reopen()
             events = self._run(commands, wait)
             value = result(events[0] if single else events)
             if self._conn.state is State.BROKEN:
@@ -379,11 +442,14 @@ class Transport:
 
     def _fail(self, reason: str) -> None:
         # Synchronous and non-blocking: state first, then close the socket.
-        if self._broken is None:
+        first = self._broken is None
+        if first:
             self._broken = reason
         self._conn.send_failed()
         if self._sock is not None:
             self._sock.close()
+        if first and self._reconnect:
+            log.warning("connection to %s broke: %s", self.description, reason)
 
     def _interrupted(self, exc: BaseException) -> BaseException:
         """Give up on the connection after ``exc``; return what to raise: a
@@ -408,6 +474,7 @@ class Transport:
         A healthy, idle connection is sent ``quit`` first (best effort). From
         another thread, aborts the call in progress (it then raises
         :class:`BrokenConnectionError`)."""
+        self._closed = True
         lock = self._lock
         acquired = lock.acquire(blocking=False)
         if acquired and self._owner is not None:

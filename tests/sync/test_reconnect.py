@@ -1,0 +1,196 @@
+"""``reconnect=True`` on the blocking client: a killed server, restarted on its port."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import beanproto as bp
+from beanproto.adapter import reconnect_delay, restore_commands
+from beanproto_sync import Client
+from conftest import Server, restart_server
+
+
+@pytest.fixture
+def restarted() -> Iterator[Callable[[Server], Server]]:
+    """Restart a killed server on its port; the new ones are stopped after the test."""
+    started: list[Server] = []
+
+    def restart(srv: Server) -> Server:
+        new = restart_server(srv)
+        started.append(new)
+        return new
+
+    yield restart
+    for srv in started:
+        srv.stop()
+
+
+def _kill(srv: Server) -> None:
+    srv.signal(signal.SIGKILL)
+    srv.process.wait(5)
+
+
+def test_backoff_numbers() -> None:
+    assert [reconnect_delay(n) for n in range(8)] == [0.0, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0]
+    assert reconnect_delay(1000) == 5.0
+    assert restore_commands("default", ("default",)) == []
+    assert restore_commands("x", ("y",)) == [bp.Use("x"), bp.Watch("y"), bp.Ignore("default")]
+
+
+def test_reconnects_with_use_and_watch_restored(
+    fresh_server: Callable[..., Server],
+    restarted: Callable[[Server], Server],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    srv = fresh_server()
+    caplog.set_level(logging.INFO, logger="beanproto.client")
+    with Client(srv.address, reconnect=True, timeout=5) as c:
+        c.use("x")
+        c.watch("y")
+        c.ignore("default")
+        _kill(srv)
+        with pytest.raises(bp.BrokenConnectionError):
+            c.stats()  # the call that finds the break raises
+        assert c.closed
+        new = restarted(srv)
+        assert c.using() == "x"
+        assert not c.closed
+        assert c.watching() == ["y"]
+        job_id = c.put(b"after")
+        assert c.peek_ready().id == job_id
+        c.use("y")
+        job_id = c.put(b"to reserve")
+        assert c.reserve(timeout=0).id == job_id
+        assert new.process.poll() is None
+    records = [(r.levelname, r.getMessage()) for r in caplog.records]
+    host, port = srv.address
+    assert records[0][0] == "WARNING" and f"{host}:{port} broke" in records[0][1]
+    assert ("INFO", f"reconnected to {host}:{port} (attempt 1)") in records
+
+
+def test_a_put_in_flight_is_not_sent_again(
+    fresh_server: Callable[..., Server], restarted: Callable[[Server], Server], tube: str
+) -> None:
+    srv = fresh_server()
+    with Client(srv.address, use=tube, reconnect=True, timeout=5) as c:
+        srv.signal(signal.SIGSTOP)  # the put is written, and waits for its reply
+        outcome: list[BaseException] = []
+
+        def put() -> None:
+            try:
+                c.put(b"in flight")
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=put)
+        thread.start()
+        time.sleep(0.2)
+        _kill(srv)
+        thread.join(5)
+        assert len(outcome) == 1 and isinstance(outcome[0], bp.BrokenConnectionError)
+        restarted(srv)
+        c.put(b"next")
+        stats = c.stats_tube(tube)
+        assert (stats.current_jobs_ready, stats.total_jobs) == (1, 1)
+        assert c.peek_ready().body == b"next"
+
+
+def test_backoff_while_the_server_is_down(
+    fresh_server: Callable[..., Server],
+    restarted: Callable[[Server], Server],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    srv = fresh_server()
+    attempts = 0
+    connect = socket.create_connection
+
+    def counting(*args: object, **kwargs: object) -> socket.socket:
+        nonlocal attempts
+        attempts += 1
+        return connect(*args, **kwargs)  # type: ignore[arg-type]
+
+    with Client(srv.address, use="x", reconnect=True, timeout=5) as c:
+        _kill(srv)
+        monkeypatch.setattr(socket, "create_connection", counting)
+        start = time.monotonic()
+        calls = 0
+        while time.monotonic() - start < 1.0:
+            t0 = time.monotonic()
+            with pytest.raises(bp.BrokenConnectionError):
+                c.stats()
+            assert time.monotonic() - t0 < 0.5  # never sleeps for the backoff
+            calls += 1
+            time.sleep(0.005)
+        # At once, then 0.1, 0.2, 0.4 s later (0.7 s in all); 0.8 s more is past 1 s.
+        assert 3 <= attempts <= 5, attempts
+        assert calls > 20
+        restarted(srv)
+        time.sleep(reconnect_delay(attempts))
+        before = attempts
+        assert c.using() == "x"  # the tube the first connection had, despite failed attempts
+        assert attempts == before + 1
+
+
+def test_close_stops_reconnecting(
+    fresh_server: Callable[..., Server],
+    restarted: Callable[[Server], Server],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    srv = fresh_server()
+    c = Client(srv.address, reconnect=True, timeout=5)
+    _kill(srv)
+    with pytest.raises(bp.BrokenConnectionError):
+        c.stats()
+    restarted(srv)
+    c.close()
+    monkeypatch.setattr(socket, "create_connection", None)  # any attempt would fail loudly
+    with pytest.raises(bp.BrokenConnectionError):
+        c.stats()
+    assert c.closed
+
+
+def test_close_while_reconnecting(
+    fresh_server: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() from another thread while a call is reconnecting: the new
+    connection is dropped at once."""
+    srv = fresh_server()
+    c = Client(srv.address, reconnect=True, timeout=5)
+    c._transport._fail("broken for the test")
+    connect = socket.create_connection
+
+    def closing(*args: object, **kwargs: object) -> socket.socket:
+        c.close()  # from this thread, as another thread's would find the lock taken
+        return connect(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "create_connection", closing)
+    with pytest.raises(bp.BrokenConnectionError, match="closed"):
+        c.stats()
+    assert c.closed
+
+
+def test_refused_for_a_connected_socket(server: Server) -> None:
+    sock = socket.create_connection(server.address)
+    with pytest.raises(bp.InvalidArgument, match="cannot reconnect"):
+        Client(sock, reconnect=True)
+    sock.close()
+
+
+def test_without_reconnect_a_break_is_final(
+    fresh_server: Callable[..., Server], restarted: Callable[[Server], Server]
+) -> None:
+    srv = fresh_server()
+    with Client(srv.address, timeout=5) as c:
+        _kill(srv)
+        with pytest.raises(bp.BrokenConnectionError):
+            c.stats()
+        restarted(srv)
+        with pytest.raises(bp.BrokenConnectionError):
+            c.stats()

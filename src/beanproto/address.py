@@ -32,8 +32,10 @@ is most likely a typo, and a pool or a sum of statistics would count it twice.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
-from typing import Final, TypeAlias, cast
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final, TypeAlias, TypeVar, cast
+
+T = TypeVar("T")
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -90,13 +92,7 @@ def resolve_address(address: Address | None = None) -> Resolved:
         '/run/beanstalkd.sock'
     """
     if address is None:
-        text = os.environ.get(ENVIRONMENT_VARIABLE)
-        if not text:
-            return parse_address(DEFAULT_ADDRESS)
-        try:
-            return parse_address(text)
-        except AddressError as exc:
-            raise AddressError(f"invalid ${ENVIRONMENT_VARIABLE}: {exc}") from None
+        return _from_environment(parse_address)
     if isinstance(address, str):
         return parse_address(address)
     if isinstance(address, os.PathLike):
@@ -201,13 +197,7 @@ def resolve_addresses(addresses: str | Iterable[Address] | Address | None = None
         [('h1', 11301)]
     """
     if addresses is None:
-        text = os.environ.get(ENVIRONMENT_VARIABLE)
-        if not text:
-            return [parse_address(DEFAULT_ADDRESS)]
-        try:
-            return parse_addresses(text)
-        except AddressError as exc:
-            raise AddressError(f"invalid ${ENVIRONMENT_VARIABLE}: {exc}") from None
+        return _from_environment(parse_addresses)
     if isinstance(addresses, str):
         return parse_addresses(addresses)
     if isinstance(addresses, os.PathLike):
@@ -269,3 +259,13 @@ def describe(address: Resolved) -> str:
         return f"unix:{address}"
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _from_environment(parse: Callable[[str], T]) -> T:
+    """``$BEANSTALKD_URL`` read with ``parse`` (an error names the variable), else
+    the default address."""
+    text = os.environ.get(ENVIRONMENT_VARIABLE)
+    try:
+        return parse(text or DEFAULT_ADDRESS)
+    except AddressError as exc:
+        raise AddressError(f"invalid ${ENVIRONMENT_VARIABLE}: {exc}") from None

@@ -185,48 +185,53 @@ def _build(backend: str, address: tuple[str, int] | str, **options: Any) -> Any:
     return beanproto_anyio.Worker(address, **options)
 
 
+class _Signals:
+    """What SIGTERM and SIGINT do, on either backend: the first asks the worker
+    to stop gracefully; a SIGINT after it stops it at once (:data:`FORCED_EXIT`).
+    :meth:`received` only calls ``Worker.stop``, which is safe in a signal handler."""
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+        self.stopping = False
+        self.forced = False
+
+    def received(self, signum: int, frame: object = None) -> None:
+        if self.stopping and signum == signal.SIGINT:
+            self.forced = True
+            self.worker.stop(grace=0)
+        else:
+            self.stopping = True
+            self.worker.stop()
+
+    @property
+    def status(self) -> int:
+        return FORCED_EXIT if self.forced else 0
+
+
 def _run_sync(worker: Any, burst: bool) -> int:
-    forced = False
-
-    stopping = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal forced, stopping
-        if stopping and signum == signal.SIGINT:
-            forced = True
-            worker.stop(grace=0)
-            return
-        stopping = True
-        worker.stop()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signals = _Signals(worker)
+    previous = {
+        sig: signal.signal(sig, signals.received) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         worker.run(burst=burst)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return FORCED_EXIT if forced else 0
+    return signals.status
 
 
 def _run_async(worker: Any, burst: bool, backend: str) -> int:
     import anyio
 
-    forced = False
+    signals = _Signals(worker)
     error: BaseException | None = None
 
     async def main() -> None:
-
         async def on_signals() -> None:
-            nonlocal forced
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                stopping = False
-                async for signum in signals:
-                    if stopping and signum == signal.SIGINT:
-                        forced = True
-                        worker.stop(grace=0)
-                        return
-                    stopping = True
-                    worker.stop()
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+                async for signum in received:
+                    signals.received(signum)
 
         async def run() -> None:
             nonlocal error
@@ -244,4 +249,4 @@ def _run_async(worker: Any, burst: bool, backend: str) -> int:
     anyio.run(main, backend=backend)
     if error is not None:
         raise error
-    return FORCED_EXIT if forced else 0
+    return signals.status

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
-__all__ = ["Job"]
+__all__ = ["Job", "JobRef"]
 
 BodyT = TypeVar("BodyT", bytes, str)
 
@@ -16,24 +16,50 @@ class Job(Generic[BodyT]):
     """A job: its id and its body (``bytes``; ``str`` from a client with an encoding;
     whatever its ``loads`` returns from a client with a serializer).
 
+    ``server`` names the server the job came from (as
+    :func:`beanproto.address.describe` writes it) when a pool or a worker over
+    several servers reserved it, so that its ``delete``/``release``/``bury``/
+    ``touch`` go back there; ``None`` from a plain client. Job ids are per
+    server: two servers may each have a job 7.
+
     The body is left out of the ``repr`` so that logs do not leak job contents.
     """
 
     id: int
     body: BodyT
+    server: str | None
 
     # By hand, through the slots: a worker builds one per job, and the generated
     # frozen __init__ goes through object.__setattr__ per field.
-    def __init__(self, id: int, body: BodyT) -> None:
+    def __init__(self, id: int, body: BodyT, server: str | None = None) -> None:
         _set_id(self, id)
         _set_body(self, body)
+        _set_server(self, server)
 
     def __repr__(self) -> str:
         body = self.body
         kind = type(body).__name__
+        where = "" if self.server is None else f", server={self.server!r}"
         if isinstance(body, (bytes, str)):
-            return f"Job(id={self.id}, body=<{len(body)} {kind}>)"
-        return f"Job(id={self.id}, body=<{kind}>)"  # what a serializer's loads made
+            return f"Job(id={self.id}, body=<{len(body)} {kind}>{where})"
+        return f"Job(id={self.id}, body=<{kind}>{where})"  # what a serializer's loads made
+
+    @property
+    def ref(self) -> JobRef:
+        """The job's :class:`JobRef`: its server and its id."""
+        return JobRef(self.server, self.id)
+
+
+class JobRef(NamedTuple):
+    """Where a job is: the server (as :func:`beanproto.address.describe` writes
+    it; ``None`` for a plain client's) and its id there. A pool's ``put`` returns
+    one, and its ``delete``/``stats_job``/... take one (or a :class:`Job`)::
+
+        server, job_id = pool.put(b"hello")
+    """
+
+    server: str | None
+    id: int
 
 
 def _slot_setter(field: str) -> Callable[[object, object], None]:
@@ -43,3 +69,4 @@ def _slot_setter(field: str) -> Callable[[object, object], None]:
 
 _set_id = _slot_setter("id")
 _set_body = _slot_setter("body")
+_set_server = _slot_setter("server")

@@ -351,24 +351,28 @@ def tube_stats(event: Event) -> TubeStats:
 
 
 def job_from_event(
-    event: Event, encoding: str | None, serializer: Serializer | None = None
+    event: Event,
+    encoding: str | None,
+    serializer: Serializer | None = None,
+    server: str | None = None,
 ) -> Job[Any]:
     """The job a ``RESERVED``/``FOUND`` reply carries: its body loaded with the
     ``serializer`` (which gets the raw bytes), else decoded if an ``encoding``
-    is given, else the bytes. A body that does not load or decode raises
+    is given, else the bytes; ``server`` goes into :attr:`Job.server`. A body
+    that does not load or decode raises
     :class:`~beanproto.BodyDecodeError` with the job's id and raw body (the
     job is the caller's all the same); any other reply raises its error."""
     if type(event) is Reserved or type(event) is Found:
         body = event.body
         if serializer is not None:
             try:
-                return Job(event.id, serializer.loads(body))
+                return Job(event.id, serializer.loads(body), server)
             except Exception as exc:
                 raise BodyDecodeError(event.id, body, encoding, serializer) from exc
         if encoding is None:
-            return Job(event.id, body)
+            return Job(event.id, body, server)
         try:
-            return Job(event.id, body.decode(encoding))
+            return Job(event.id, body.decode(encoding), server)
         except UnicodeDecodeError as exc:
             # The job is ours all the same: say which, so it can be dealt with.
             raise BodyDecodeError(event.id, body, encoding) from exc

@@ -97,6 +97,16 @@ def test_job_from_event_and_job_id() -> None:
     assert job_id(bp.Job(7, b"")) == 7 and job_id(8) == 8
 
 
+def test_a_job_names_its_server() -> None:
+    job = job_from_event(bp.Reserved(3, b"x"), None, None, "h1:11300")
+    assert job.server == "h1:11300" and job.ref == bp.JobRef("h1:11300", 3)
+    assert job != bp.Job(3, b"x")  # ids are per server
+    assert repr(job) == "Job(id=3, body=<1 bytes>, server='h1:11300')"
+    assert repr(bp.Job(4, 42, "h2:1")) == "Job(id=4, body=<int>, server='h2:1')"
+    server, job_id_ = bp.Job(5, b"").ref
+    assert server is None and job_id_ == 5
+
+
 def test_batch_outcomes() -> None:
     puts = [bp.Put(b"a"), bp.Put(b"b"), bp.Put(b"c")]
     assert batch_outcomes(puts, [bp.Inserted(1), bp.Inserted(2), bp.Inserted(3)], None) == [1, 2, 3]

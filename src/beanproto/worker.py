@@ -37,6 +37,7 @@ from ._commands import DEFAULT_TUBE, Bury, Delete, Release, check_tube
 from ._errors import BodyDecodeError, InvalidArgument
 from ._events import Buried, Deleted, Event, NotFound, Released
 from ._stats import JobStats
+from .metrics import MetricsHooks
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -59,6 +60,7 @@ __all__ = [
     "log_lost",
     "log_undecodable",
     "logger",
+    "report_job",
     "retry_delay",
     "touch_margin",
 ]
@@ -367,43 +369,80 @@ class TouchClock:
 # -- log lines: one per failure, retry, bury and lost job ------------------------------
 
 
-def log_failure(job_id: int, tube: str, error: Exception, ending: Finish) -> None:
+def _where(tube: str, server: str | None) -> str:
+    return tube if server is None else f"{tube}, server {server}"
+
+
+def log_failure(
+    job_id: int, tube: str, error: Exception, ending: Finish, *, server: str | None = None
+) -> None:
     """The line for a job whose handler raised: what it raised (with the
-    traceback, unless the handler asked for it) and what became of the job."""
+    traceback, unless the handler asked for it) and what became of the job.
+    ``server`` (a worker over several servers) is named after the tube."""
+    where = _where(tube, server)
     if ending.outcome == "retried":
         if isinstance(error, RetryJob):
-            logger.info("job %d (tube %s) retried, %s", job_id, tube, ending.reason)
+            logger.info("job %d (tube %s) retried, %s", job_id, where, ending.reason)
         else:
             logger.warning(
-                "job %d (tube %s) failed, %s", job_id, tube, ending.reason, exc_info=error
+                "job %d (tube %s) failed, %s", job_id, where, ending.reason, exc_info=error
             )
     elif isinstance(error, BuryJob):
-        logger.warning("job %d (tube %s) buried, %s", job_id, tube, ending.reason)
+        logger.warning("job %d (tube %s) buried, %s", job_id, where, ending.reason)
     else:
-        logger.error("job %d (tube %s) buried, %s", job_id, tube, ending.reason, exc_info=error)
+        logger.error("job %d (tube %s) buried, %s", job_id, where, ending.reason, exc_info=error)
 
 
-def log_undecodable(error: BodyDecodeError, tube: str) -> None:
+def log_undecodable(error: BodyDecodeError, tube: str, *, server: str | None = None) -> None:
     """The line for a job buried because its body does not decode (or load)."""
     cause = error.__cause__
     logger.error(
         "job %d (tube %s) buried: its body %s (%s: %s)",
         error.id,
-        tube,
+        _where(tube, server),
         error.reason,
         type(cause).__name__,
         cause,
     )
 
 
-def log_lost(job_id: int, tube: str, why: str, *, debug: bool = False) -> None:
+def log_lost(
+    job_id: int, tube: str, why: str, *, debug: bool = False, server: str | None = None
+) -> None:
     """The line for a job that is no longer this worker's (its TTR ran out, or
     its connection closed): another worker may run it again."""
     level = logging.DEBUG if debug else logging.WARNING
-    logger.log(level, "job %d (tube %s): its reservation was lost (%s)", job_id, tube, why)
+    logger.log(
+        level,
+        "job %d (tube %s): its reservation was lost (%s)",
+        job_id,
+        _where(tube, server),
+        why,
+    )
 
 
-def check_ending(command: Delete | Release | Bury, event: Event, tube: str) -> bool:
+#: A :class:`Finish` outcome as :meth:`MetricsHooks.job` names it.
+_REPORTED: Final = {"deleted": "deleted", "retried": "released", "buried": "buried"}
+
+
+def report_job(
+    metrics: MetricsHooks,
+    tube: str,
+    ending: Finish,
+    duration: float,
+    error: BaseException | None,
+    server: str,
+) -> None:
+    """Tell ``metrics`` how a job ended (:meth:`MetricsHooks.job`): ``error`` is
+    what its handler raised (``None``: it returned); a :class:`RetryJob` or
+    :class:`BuryJob` is a request, not a failure."""
+    failed = error is not None and not isinstance(error, (RetryJob, BuryJob))
+    metrics.job(tube, _REPORTED[ending.outcome], duration, failed=failed, server=server)
+
+
+def check_ending(
+    command: Delete | Release | Bury, event: Event, tube: str, *, server: str | None = None
+) -> bool:
     """Check the reply to a job's ending: ``True`` if it confirms it; ``False``
     for ``NOT_FOUND`` (the job was lost: the caller logs it, once); any other
     reply (a release answered ``BURIED`` when the server is out of memory, a
@@ -413,6 +452,10 @@ def check_ending(command: Delete | Release | Bury, event: Event, tube: str) -> b
     if type(event) is NotFound:
         return False
     logger.warning(
-        "job %d (tube %s): %s answered %s", command.id, tube, command.verb, type(event).__name__
+        "job %d (tube %s): %s answered %s",
+        command.id,
+        _where(tube, server),
+        command.verb,
+        type(event).__name__,
     )
     return True

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -63,12 +63,20 @@ from beanproto import (
     TimedOut,
     error_for_event,
 )
-from beanproto.adapter import Serializer, body_encoding, job_from_event, reserve_command
-from beanproto.address import Address, resolve_address
+from beanproto.adapter import (
+    Serializer,
+    body_encoding,
+    job_from_event,
+    reconnect_delay,
+    reserve_command,
+)
+from beanproto.address import Address, Resolved, describe, resolve_addresses
+from beanproto.metrics import MetricsHooks
 from beanproto.worker import (
     DEFAULT_GRACE,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_RETRY_DELAY,
+    Finish,
     TouchClock,
     WorkerBase,
     WorkerOptions,
@@ -79,6 +87,7 @@ from beanproto.worker import (
     log_lost,
     log_undecodable,
     logger,
+    report_job,
 )
 
 from ._client import Client, connect
@@ -117,14 +126,29 @@ def _replies(events: list[Event]) -> list[Event]:
 class _Slot:
     """One slot's state, read by the monitor and by :meth:`Worker.stop`."""
 
-    __slots__ = ("client", "clock", "job_id", "lost", "phase", "scope", "touching", "tube")
+    __slots__ = (
+        "address",
+        "client",
+        "clock",
+        "job_id",
+        "lost",
+        "phase",
+        "reserved_at",
+        "scope",
+        "server",
+        "touching",
+        "tube",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, address: Resolved) -> None:
+        self.address = address
+        self.server = describe(address)
         self.scope = anyio.CancelScope()  # the slot's task; deadline: the grace's end
         self.phase = _IDLE
         self.client: Client[Any] | None = None
         self.job_id: int | None = None  # the job whose handler runs: the monitor touches it
         self.clock: TouchClock | None = None
+        self.reserved_at = 0.0  # when the running handler's job was reserved
         self.touching = False  # a touch (or its check) is in flight
         self.tube: str | None = None  # the current job's tube, once known
         self.lost: int | None = None  # the job whose lost reservation was logged
@@ -151,8 +175,15 @@ class Worker(WorkerBase):
     with ``encoding`` (or load with ``serializer``, e.g. the ``json`` module:
     handlers then get ``loads(body)``) is buried, with an ERROR log line.
     ``address`` is one :func:`connect` takes (``None``: ``$BEANSTALKD_URL``,
-    else ``127.0.0.1:11300``). Log lines go to the
-    ``beanproto.worker`` logger, with the job's id and tube.
+    else ``127.0.0.1:11300``), or several (a list, or a comma-separated
+    string): then each server gets ``concurrency`` slots of its own, so an
+    empty, slow, paused or dead server never holds up the others, and a
+    connection to one of them that fails (or cannot be opened) is opened again
+    in the background, with backoff, while the others serve. Jobs carry their
+    server (:attr:`beanproto.Job.server`). ``metrics`` receives each job's
+    outcome (:meth:`beanproto.metrics.MetricsHooks.job`). Log lines go to the
+    ``beanproto.worker`` logger, with the job's id and tube (and server, when
+    there are several).
 
     Cost: one round trip per job. A job's delete (or release, or bury) and the
     next reserve go out in one write; a failed job costs one more round trip
@@ -169,7 +200,7 @@ class Worker(WorkerBase):
     """
 
     __slots__ = (
-        "_address",
+        "_addresses",
         "_burst",
         "_busy",
         "_by_tube",
@@ -177,8 +208,10 @@ class Worker(WorkerBase):
         "_encoding",
         "_failure",
         "_limiter",
+        "_metrics",
         "_running",
         "_serializer",
+        "_several",
         "_single",
         "_slots",
         "_stopping",
@@ -188,7 +221,7 @@ class Worker(WorkerBase):
 
     def __init__(
         self,
-        address: Address | None = None,
+        address: Address | Iterable[Address] | None = None,
         *,
         concurrency: int = 1,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
@@ -197,6 +230,7 @@ class Worker(WorkerBase):
         encoding: str | None = None,
         serializer: Serializer | None = None,
         handlers: Mapping[str, Callable[..., Any]] | None = None,
+        metrics: MetricsHooks | None = None,
     ) -> None:
         options = WorkerOptions(
             concurrency=concurrency,
@@ -204,7 +238,10 @@ class Worker(WorkerBase):
             retry_delay=retry_delay,
             grace=grace,
         )
-        self._address = resolve_address(address)
+        self._addresses = resolve_addresses(address)
+        #: Several servers: a lost connection is opened again, not the worker's end.
+        self._several = len(self._addresses) > 1
+        self._metrics = metrics
         self._encoding = body_encoding(encoding, serializer)
         self._serializer = serializer
         self._running = False
@@ -258,8 +295,9 @@ class Worker(WorkerBase):
         self._burst = burst
         self._deadline = math.inf
         self._busy = 0
-        self._limiter = anyio.CapacityLimiter(self._options.concurrency)
-        self._slots = [_Slot() for _ in range(self._options.concurrency)]
+        concurrency = self._options.concurrency
+        self._limiter = anyio.CapacityLimiter(concurrency * len(self._addresses))
+        self._slots = [_Slot(a) for a in self._addresses for _ in range(concurrency)]
         self._running = True
         try:
             async with anyio.create_task_group() as tg:
@@ -322,14 +360,11 @@ class Worker(WorkerBase):
     async def _slot(self, slot: _Slot) -> None:
         try:
             with slot.scope:
-                async with connect(
-                    self._address,
-                    watch=self._tubes,
-                    encoding=self._encoding,
-                    serializer=self._serializer,
-                ) as client:
-                    slot.client = client
-                    await self._serve(slot, client)
+                failures = 0  # attempts in a row that could not connect
+                while not await self._connected(slot, failures):
+                    failures += 1
+                    slot.phase = _IDLE  # from here, stop() cancels the pause
+                    await anyio.sleep(reconnect_delay(failures))
         except anyio.get_cancelled_exc_class():
             raise
         except BaseException as exc:
@@ -338,6 +373,47 @@ class Worker(WorkerBase):
         finally:
             slot.phase = _DONE
             slot.client = None
+
+    async def _connected(self, slot: _Slot, failures: int) -> bool:
+        """Connect ``slot`` and serve until the worker stops (``True``); with
+        several servers, a connection that fails or cannot be opened returns
+        ``False`` instead of raising: to be opened again after a pause."""
+        opened = False
+        try:
+            async with connect(
+                slot.address,
+                watch=self._tubes,
+                encoding=self._encoding,
+                serializer=self._serializer,
+            ) as client:
+                opened = True
+                slot.client = client
+                if failures:
+                    logger.info(
+                        "server %s: reconnected after %d failed attempts", slot.server, failures
+                    )
+                await self._serve(slot, client)
+            return True
+        except OSError as exc:  # BrokenConnectionError is one too
+            if not self._several or self._stopping:
+                raise
+            slot.client = None
+            why = f"{type(exc).__name__}: {exc}"
+            if self._burst:  # that server is done with, for this burst
+                lost = "connection lost" if opened else "cannot connect"
+                logger.warning("server %s: %s (%s)", slot.server, lost, why)
+                return True
+            if opened:
+                logger.warning("server %s: connection lost (%s); reconnecting", slot.server, why)
+            elif not failures:
+                logger.warning(
+                    "server %s: cannot connect (%s); trying again in the background",
+                    slot.server,
+                    why,
+                )
+            else:
+                logger.debug("server %s: reconnecting failed (%s)", slot.server, why)
+            return False
 
     async def _serve(self, slot: _Slot, client: Client[Any]) -> None:
         mux = client._mux
@@ -383,7 +459,7 @@ class Worker(WorkerBase):
         ends the job (``None``: the job is not ours any more)."""
         slot.tube = self._tube
         try:
-            job = job_from_event(event, self._encoding, self._serializer)
+            job = job_from_event(event, self._encoding, self._serializer, slot.server)
         except BodyDecodeError as exc:
             return await self._undecodable(slot, client, exc)
         entry = self._single
@@ -394,22 +470,33 @@ class Worker(WorkerBase):
             slot.tube = stats.tube
             entry = self._by_tube[stats.tube]
         handler, coroutine = entry
-        slot.clock = TouchClock(anyio.current_time())
+        slot.reserved_at = started = anyio.current_time()
+        slot.clock = TouchClock(started)
         slot.job_id = job.id
+        stats = None
         try:
             error = await self._call(slot, job, handler, coroutine)
-            if error is None:
-                return Delete(job.id)
-            # Asked while the monitor still touches the job.
-            stats = await self._stats(slot, client, job.id)
+            if error is not None:
+                # Asked while the monitor still touches the job.
+                stats = await self._stats(slot, client, job.id)
+                if stats is None:
+                    return None
         finally:
             slot.job_id = None  # from here on, no touch for this job is written
             slot.clock = None
-        if stats is None:
-            return None
-        slot.tube = stats.tube
-        outcome = finish(job.id, error, stats, self._options)
-        log_failure(job.id, stats.tube, error, outcome)
+        metrics = self._metrics
+        if error is None:
+            if metrics is None:
+                return Delete(job.id)
+            outcome = finish(job.id, None, None, self._options)
+        else:
+            assert stats is not None
+            slot.tube = stats.tube
+            outcome = finish(job.id, error, stats, self._options)
+            log_failure(job.id, stats.tube, error, outcome, server=self._server(slot))
+        if metrics is not None:
+            duration = anyio.current_time() - started
+            report_job(metrics, self._label(slot), outcome, duration, error, slot.server)
         return outcome.command
 
     async def _call(
@@ -451,8 +538,12 @@ class Worker(WorkerBase):
         if stats is None:
             return None
         slot.tube = stats.tube
-        log_undecodable(exc, stats.tube)
-        return Bury(exc.id, stats.pri)
+        log_undecodable(exc, stats.tube, server=self._server(slot))
+        command = Bury(exc.id, stats.pri)
+        if self._metrics is not None:
+            buried = Finish(command, "buried")
+            report_job(self._metrics, stats.tube, buried, 0.0, exc, slot.server)
+        return command
 
     async def _stats(self, slot: _Slot, client: Client[Any], job_id: int) -> JobStats | None:
         try:
@@ -463,17 +554,21 @@ class Worker(WorkerBase):
 
     def _finished(self, slot: _Slot, command: Delete | Release | Bury, event: Event) -> None:
         """Check the reply to a job's finishing command."""
-        if not check_ending(command, event, self._label(slot)):
+        if not check_ending(command, event, self._label(slot), server=self._server(slot)):
             self._lost(slot, command.id, f"{command.verb} answered NOT_FOUND")
 
     def _lost(self, slot: _Slot, job_id: int, why: str) -> None:
         if slot.lost == job_id:
             return  # logged already (by a touch)
         slot.lost = job_id
-        log_lost(job_id, self._label(slot), why)
+        log_lost(job_id, self._label(slot), why, server=self._server(slot))
 
     def _label(self, slot: _Slot) -> str:
         return slot.tube or " or ".join(self._tubes)
+
+    def _server(self, slot: _Slot) -> str | None:
+        """The server to name in a log line: only when there are several."""
+        return slot.server if self._several else None
 
     # -- the monitor -----------------------------------------------------------------
 
@@ -521,6 +616,14 @@ class Worker(WorkerBase):
                     return
             await client.touch(job_id)
             clock.touched(sent_at)
+            if self._metrics is not None:
+                self._metrics.job(
+                    self._label(slot),
+                    "touched",
+                    sent_at - slot.reserved_at,
+                    failed=False,
+                    server=slot.server,
+                )
         except NotFoundError:
             if slot.job_id == job_id:
                 slot.clock = None

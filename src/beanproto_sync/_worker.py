@@ -38,7 +38,7 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, TypeVar
 
 from beanproto import (
@@ -64,11 +64,13 @@ from beanproto.adapter import (
     body_encoding,
     job_from_event,
     job_stats,
+    reconnect_delay,
     reserve_command,
     setup_commands,
     touched,
 )
-from beanproto.address import Address, resolve_address
+from beanproto.address import Address, Resolved, describe, resolve_addresses
+from beanproto.metrics import MetricsHooks
 from beanproto.worker import (
     DEFAULT_GRACE,
     DEFAULT_MAX_ATTEMPTS,
@@ -84,6 +86,7 @@ from beanproto.worker import (
     log_lost,
     log_undecodable,
     logger,
+    report_job,
 )
 
 from ._transport import SAME, Transport
@@ -147,20 +150,29 @@ class Worker(WorkerBase):
     ``touch`` it in time, from a monitor thread, for as long as it runs.
 
     ``address`` is an address as :class:`Client` takes it but a connected
-    socket (``None``: ``$BEANSTALKD_URL``, else ``127.0.0.1:11300``); ``handlers`` maps
+    socket (``None``: ``$BEANSTALKD_URL``, else ``127.0.0.1:11300``), or
+    several (a list, or a comma-separated string): then each server gets
+    ``concurrency`` threads of its own, so an empty, slow, paused or dead
+    server never holds up the others, and a connection to one of them that
+    fails (or cannot be opened) is opened again in the background, with
+    backoff, while the others serve. Jobs carry their server
+    (:attr:`beanproto.Job.server`). ``metrics`` receives each job's outcome
+    (:meth:`beanproto.metrics.MetricsHooks.job`). ``handlers`` maps
     tubes to handlers, like :meth:`add_handler`; ``timeout`` bounds each
     exchange with the server (seconds) but a reserve's wait. :meth:`stop`
     (from a signal handler or another thread) stops gracefully, with
     ``grace`` seconds for the running handlers. A handler
     raising ``KeyboardInterrupt`` or ``SystemExit`` gives its job back at once,
     stops the worker gracefully, and :meth:`run` raises it; so does an error of
-    the worker's own (a connection lost: :class:`beanproto.BrokenConnectionError`).
+    the worker's own (with one server, a connection lost:
+    :class:`beanproto.BrokenConnectionError`).
     """
 
     __slots__ = (
-        "_address",
+        "_addresses",
         "_current",
         "_encoding",
+        "_metrics",
         "_serializer",
         "_stop_requested",
         "_timeout",
@@ -168,7 +180,7 @@ class Worker(WorkerBase):
 
     def __init__(
         self,
-        address: Address | None = None,
+        address: Address | Iterable[Address] | None = None,
         *,
         concurrency: int = 1,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
@@ -178,13 +190,15 @@ class Worker(WorkerBase):
         serializer: Serializer | None = None,
         handlers: Mapping[str, Callable[..., Any]] | None = None,
         timeout: float | None = 30.0,
+        metrics: MetricsHooks | None = None,
     ) -> None:
         if isinstance(address, socket.socket):
             raise TypeError(
                 "a worker opens a connection per slot: address must be (host, port) or "
                 "a Unix socket path, not a socket"
             )
-        self._address = resolve_address(address)
+        self._addresses = resolve_addresses(address)
+        self._metrics = metrics
         options = WorkerOptions(concurrency, max_attempts, retry_delay, grace)
         self._encoding = body_encoding(encoding, serializer)
         self._serializer = serializer
@@ -246,16 +260,15 @@ class Worker(WorkerBase):
         if run is not None:
             run.request_stop(seconds)
 
-    def _make_transport(self) -> Transport:
-        transport = Transport(
-            self._address,
+    def _new_transport(self, address: Resolved) -> Transport:
+        """A connection to ``address``, not opened yet."""
+        return Transport(
+            address,
             timeout=self._timeout,
             max_body_size=DEFAULT_MAX_BODY_SIZE,
             max_command_size=MAX_LINE_SIZE,
             setup=setup_commands(None, self._handlers.tubes),
         )
-        transport.open()
-        return transport
 
 
 class _Slot:
@@ -263,18 +276,26 @@ class _Slot:
 
     __slots__ = (
         "abandoned",
+        "address",
         "clock",
+        "connected",
         "job_id",
         "lock",
         "lost",
+        "reserved_at",
+        "server",
         "state",
         "thread",
         "transport",
         "tube",
     )
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, address: Resolved, transport: Transport) -> None:
+        self.address = address
+        self.server = describe(address)
         self.transport = transport
+        #: Whether ``transport`` was opened (with several servers, run() may fail to).
+        self.connected = False
         self.thread: threading.Thread | None = None
         self.state = _IDLE
         #: Set by run() when it gave up on this slot's handler: its errors are no news.
@@ -284,6 +305,7 @@ class _Slot:
         self.job_id: int | None = None
         self.tube = ""
         self.clock: TouchClock | None = None
+        self.reserved_at = 0.0
         self.lost = False
 
 
@@ -295,6 +317,8 @@ class _Ending:
     tube: str
     #: The reservation was lost already (and logged): NOT_FOUND is no news.
     lost: bool = False
+    #: The server, to name in log lines (a worker over several servers).
+    server: str | None = None
 
 
 class _Run:
@@ -304,7 +328,11 @@ class _Run:
         self.options = worker._options
         self.encoding = worker._encoding
         self.serializer = worker._serializer
-        self.make_transport = worker._make_transport
+        self.new_transport = worker._new_transport
+        self.addresses = worker._addresses
+        #: Several servers: a lost connection is opened again, not the worker's end.
+        self.several = len(self.addresses) > 1
+        self.metrics = worker._metrics
         self.handlers = handlers
         tubes = list(handlers)
         distinct = {id(h) for h in handlers.values()}
@@ -345,8 +373,11 @@ class _Run:
     def run(self) -> None:
         threads: list[threading.Thread] = []
         try:
-            for _ in range(self.options.concurrency):
-                self.slots.append(_Slot(self.make_transport()))
+            for address in self.addresses:
+                for _ in range(self.options.concurrency):
+                    slot = _Slot(address, self.new_transport(address))
+                    self.slots.append(slot)
+                    self.open(slot)
             monitor = threading.Thread(
                 target=self.monitor, name="beanproto-worker-monitor", daemon=True
             )
@@ -376,6 +407,23 @@ class _Run:
                 if thread.ident is not None and not self._abandoned(thread):
                     thread.join(_JOIN)
 
+    def open(self, slot: _Slot) -> None:
+        """Open the slot's connection; with several servers, one that cannot be
+        opened is logged, and the slot's thread tries again in the background."""
+        try:
+            slot.transport.open()
+        except Exception as exc:
+            if not self.several:
+                raise
+            slot.transport.close()
+            logger.warning(
+                "server %s: cannot connect (%s); trying again in the background",
+                slot.server,
+                _describe(exc),
+            )
+            return
+        slot.connected = True
+
     def _abandoned(self, thread: threading.Thread) -> bool:
         return any(s.thread is thread and s.abandoned and s.state is _BUSY for s in self.slots)
 
@@ -400,15 +448,56 @@ class _Run:
 
     def slot_main(self, slot: _Slot) -> None:
         try:
+            # A burst does not wait for a server that is down.
+            reopen = not self.burst
+            while (slot.connected or (reopen and self.reconnect(slot))) and not self.serve(slot):
+                slot.connected = False
+        finally:
+            slot.transport.close()
+            slot.state = _IDLE
+
+    def serve(self, slot: _Slot) -> bool:
+        """Run the slot's loop until it ends (``True``), or until its connection
+        to one of several servers is lost (``False``: to be opened again)."""
+        try:
             self.slot_loop(slot)
         except BaseException as exc:
             slot.job_id = None
             slot.transport.close()  # whatever job it held goes back
-            if not (slot.abandoned or (self.stopping and _lost(exc))):
+            if slot.abandoned or (self.stopping and _lost(exc)):
+                return True
+            if not (self.several and _lost(exc)):
                 self.fail(exc)
-        finally:
-            slot.transport.close()
+                return True
+            if self.burst:  # that server is done with, for this burst
+                logger.warning("server %s: connection lost (%s)", slot.server, _describe(exc))
+                return True
+            logger.warning(
+                "server %s: connection lost (%s); reconnecting", slot.server, _describe(exc)
+            )
+            return False
+        return True
+
+    def reconnect(self, slot: _Slot) -> bool:
+        """Open a new connection for ``slot`` (one of several servers), waiting
+        longer after each failure; ``False`` if the worker stops first."""
+        failures = 0
+        while True:
             slot.state = _IDLE
+            self.stopped.wait(reconnect_delay(failures + 1))
+            if self.stopping:
+                return False
+            transport = self.new_transport(slot.address)
+            try:
+                transport.open()
+            except Exception as exc:
+                transport.close()
+                failures += 1
+                logger.debug("server %s: reconnecting failed (%s)", slot.server, _describe(exc))
+                continue
+            slot.transport = transport  # stop() closes it from now on, if it must
+            logger.info("server %s: reconnected after %d failed attempts", slot.server, failures)
+            return True
 
     def slot_loop(self, slot: _Slot) -> None:
         transport = slot.transport
@@ -447,14 +536,18 @@ class _Run:
         """Run the job's handler; return the job's ending (``None``: the job is
         no longer ours, and that was logged)."""
         reserved_at = time.monotonic()
+        server = slot.server if self.several else None  # for log lines
         try:
-            job = job_from_event(reply, self.encoding, self.serializer)
+            job = job_from_event(reply, self.encoding, self.serializer, slot.server)
         except BodyDecodeError as exc:
             stats = self.job_stats(slot, exc.id, self.tube)
             if stats is None:
                 return None
-            log_undecodable(exc, stats.tube)
-            return _Ending(Finish(Bury(exc.id, stats.pri), "buried"), stats.tube)
+            log_undecodable(exc, stats.tube, server=server)
+            buried = Finish(Bury(exc.id, stats.pri), "buried")
+            if self.metrics is not None:
+                report_job(self.metrics, stats.tube, buried, 0.0, exc, slot.server)
+            return _Ending(buried, stats.tube)
         handler = self.single
         tube = self.tube
         if handler is None:
@@ -466,11 +559,13 @@ class _Run:
         with slot.lock:
             slot.job_id, slot.tube, slot.lost = job.id, tube, False
             slot.clock = TouchClock(reserved_at)
+            slot.reserved_at = reserved_at
         error: Exception | None = None
         try:
             handler(job)
         except Exception as exc:
             error = exc
+        duration = time.monotonic() - reserved_at if self.metrics is not None else 0.0
         stats = None
         if error is not None:  # asked while the monitor still keeps the job
             stats = self.job_stats(slot, job.id, tube)
@@ -478,12 +573,16 @@ class _Run:
             slot.job_id = None
             lost = slot.lost
         if error is None:
-            return _Ending(finish(job.id, None, None, self.options), tube, lost)
-        if stats is None:
+            ending = finish(job.id, None, None, self.options)
+        elif stats is None:
             return None
-        ending = finish(job.id, error, stats, self.options)
-        log_failure(job.id, stats.tube, error, ending)
-        return _Ending(ending, stats.tube, lost)
+        else:
+            tube = stats.tube
+            ending = finish(job.id, error, stats, self.options)
+            log_failure(job.id, tube, error, ending, server=server)
+        if self.metrics is not None:
+            report_job(self.metrics, tube, ending, duration, error, slot.server)
+        return _Ending(ending, tube, lost, server)
 
     def job_stats(self, slot: _Slot, job_id: int, tube: str) -> JobStats | None:
         try:
@@ -492,14 +591,15 @@ class _Run:
             with slot.lock:
                 lost, slot.lost = slot.lost, True
             if not lost:
-                log_lost(job_id, tube, "stats-job answered NOT_FOUND")
+                server = slot.server if self.several else None
+                log_lost(job_id, tube, "stats-job answered NOT_FOUND", server=server)
             return None
 
     def confirm(self, ending: _Ending, event: Event) -> None:
         """Check the reply to a job's ending."""
-        command = ending.finish.command
-        if not check_ending(command, event, ending.tube) and not ending.lost:
-            log_lost(command.id, ending.tube, f"{command.verb} answered NOT_FOUND")
+        command, server = ending.finish.command, ending.server
+        if not check_ending(command, event, ending.tube, server=server) and not ending.lost:
+            log_lost(command.id, ending.tube, f"{command.verb} answered NOT_FOUND", server=server)
 
     # -- the monitor's thread ----------------------------------------------------------
 
@@ -530,12 +630,21 @@ class _Run:
                 else:
                     slot.transport.request(Touch(job_id), touched)
                     clock.touched(sent_at)
+                    if self.metrics is not None:
+                        self.metrics.job(
+                            slot.tube,
+                            "touched",
+                            sent_at - slot.reserved_at,
+                            failed=False,
+                            server=slot.server,
+                        )
             except Exception as exc:
                 # NOT_FOUND: the job timed out or was deleted; anything else
                 # broke the connection, which gave the job back. (No news if
                 # run() gave up on this handler and closed the connection.)
                 slot.lost = True
-                log_lost(job_id, slot.tube, _describe(exc), debug=slot.abandoned)
+                server = slot.server if self.several else None
+                log_lost(job_id, slot.tube, _describe(exc), debug=slot.abandoned, server=server)
                 return math.inf
             return clock.due
 

@@ -21,6 +21,7 @@ import beanproto as bp
 import beanproto.worker
 import beanproto_anyio
 from beanproto.adapter import job_from_event
+from beanproto.address import describe
 from beanproto_anyio import BuryJob, Client, RetryJob, Worker, _worker, connect
 
 if TYPE_CHECKING:
@@ -147,7 +148,9 @@ async def test_a_job_whose_handler_returns_is_deleted(
         seen.append(job)
 
     await burst(worker)
-    assert seen == [bp.Job(i, b) for i, b in zip(ids, [b"a", b"b", b"c"], strict=True)]
+    assert seen == [
+        bp.Job(i, b, describe(server.address)) for i, b in zip(ids, [b"a", b"b", b"c"], strict=True)
+    ]
     for job_id in ids:
         assert await gone(producer, job_id)
     assert not worker.running
@@ -242,7 +245,7 @@ async def test_a_body_that_does_not_decode_is_buried(
         seen.append(job)
 
     await burst(worker)
-    assert seen == [bp.Job(good, "héllo")]
+    assert seen == [bp.Job(good, "héllo", describe(server.address))]
     stats = await producer.stats_job(bad)
     assert (stats.state, stats.pri) == ("buried", 11)
     assert (await producer.peek(bad)).body == b"\xff\xfe"  # never lost
@@ -265,7 +268,7 @@ async def test_a_body_that_does_not_load_is_buried(
         seen.append(job)
 
     await burst(worker)
-    assert seen == [bp.Job(good, {"to": "ann"})]
+    assert seen == [bp.Job(good, {"to": "ann"}, describe(server.address))]
     stats = await producer.stats_job(bad)
     assert (stats.state, stats.pri) == ("buried", 12)
     assert (await producer.peek(bad)).body == b"{not json"
@@ -1096,7 +1099,7 @@ async def test_a_touch_after_its_job_ended(server: Server) -> None:
     # Or its touch is answered after the job ended, or fails with the
     # connection: nothing is logged, the slot sees to it.
     worker = Worker(server.address, handlers={"default": lambda job: None})
-    slot = _worker._Slot()
+    slot = _worker._Slot(server.address)
     clock = beanproto.worker.TouchClock(anyio.current_time())
     await worker._touch(slot, 5, clock)  # no client, no job
 

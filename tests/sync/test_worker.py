@@ -17,6 +17,7 @@ import pytest
 from sync_helpers import Peer, scripted_server
 
 import beanproto as bp
+from beanproto.address import describe
 from beanproto.worker import retry_delay
 from beanproto_sync import BuryJob, Client, RetryJob, Worker
 from beanproto_sync._transport import SAME, Transport
@@ -97,7 +98,7 @@ def test_a_returning_handler_deletes_the_job(
     seen: list[Job] = []
     job_id = client.put(b"hello")
     worker_for(server, tube, seen.append).run(burst=True)
-    assert seen == [bp.Job(job_id, b"hello")]
+    assert seen == [bp.Job(job_id, b"hello", describe(server.address))]
     assert state_of(client, job_id) == "deleted"
 
 
@@ -179,7 +180,7 @@ def test_a_body_that_does_not_decode_is_buried_and_logged(
     bad = client.put(b"\xff\xfe", priority=9)
     good = client.put("café".encode())
     worker_for(server, tube, seen.append, encoding="utf-8").run(burst=True)
-    assert seen == [bp.Job(good, "café")]
+    assert seen == [bp.Job(good, "café", describe(server.address))]
     stats = client.stats_job(bad)
     assert (stats.state, stats.pri) == ("buried", 9)
     (error,) = records(caplog, logging.ERROR)
@@ -195,7 +196,7 @@ def test_a_body_that_does_not_load_is_buried_and_logged(
     bad = client.put(b"{not json", priority=7)
     good = client.put(b'{"to": "ann"}')
     worker_for(server, tube, seen.append, serializer=json).run(burst=True)
-    assert seen == [bp.Job(good, {"to": "ann"})]
+    assert seen == [bp.Job(good, {"to": "ann"}, describe(server.address))]
     stats = client.stats_job(bad)
     assert (stats.state, stats.pri) == ("buried", 7)
     assert client.peek(bad).body == b"{not json"
@@ -379,14 +380,14 @@ def test_stop_while_idle_returns_at_once_and_loses_no_job(
 def test_a_stop_while_connecting_starts_no_reserve(
     server: Server, tube: str, client: Client[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make = Worker._make_transport
+    make = Worker._new_transport
 
-    def make_then_stop(self: Worker) -> Transport:
-        transport = make(self)
+    def make_then_stop(self: Worker, address: Any) -> Transport:
+        transport = make(self, address)
         self.stop()
         return transport
 
-    monkeypatch.setattr(Worker, "_make_transport", make_then_stop)
+    monkeypatch.setattr(Worker, "_new_transport", make_then_stop)
     calls: list[Job] = []
     job_id = client.put(b"x")
     worker = worker_for(server, tube, calls.append, concurrency=2)

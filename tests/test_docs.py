@@ -42,6 +42,7 @@ PYTHON_PAGES = [
     "versions.md",
     "greenstalk.md",
     "workers.md",
+    "many-servers.md",
     "../README.md",
 ]
 

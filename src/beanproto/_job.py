@@ -17,8 +17,8 @@ class Job(Generic[BodyT]):
     whatever its ``loads`` returns from a client with a serializer).
 
     ``server`` names the server the job came from (as
-    :func:`beanproto.address.describe` writes it) when a pool or a worker over
-    several servers reserved it, so that its ``delete``/``release``/``bury``/
+    :func:`beanproto.address.describe` writes it) when a pool or a worker
+    reserved it, so that its ``delete``/``release``/``bury``/
     ``touch`` go back there; ``None`` from a plain client. Job ids are per
     server: two servers may each have a job 7.
 

@@ -41,6 +41,7 @@ from beanproto.worker import BuryJob, RetryJob
 
 try:
     from ._client import Address, Client, connect
+    from ._pool import Pool
     from ._worker import Worker
 except ModuleNotFoundError as exc:
     if exc.name != "anyio":
@@ -65,6 +66,7 @@ __all__ = [
     "JobTooBigError",
     "NotFoundError",
     "NotIgnoredError",
+    "Pool",
     "RetryJob",
     "ServerStats",
     "TimedOutError",

@@ -35,6 +35,7 @@ from beanproto import (
 from beanproto.worker import BuryJob, RetryJob
 
 from ._client import Client
+from ._pool import Pool
 from ._transport import Address, ConcurrentUseError
 from ._worker import Worker
 
@@ -54,6 +55,7 @@ __all__ = [
     "JobTooBigError",
     "NotFoundError",
     "NotIgnoredError",
+    "Pool",
     "RetryJob",
     "ServerStats",
     "TimedOutError",

@@ -1,0 +1,727 @@
+"""The async pool: one client per server, and the choice of a server per call.
+
+Theory of operation: the twin of :mod:`beanproto_sync._pool` (same structure,
+same names), with tasks in place of threads. A :class:`Pool` holds, per server,
+at most one connected :class:`~beanproto_anyio.Client` (a "link", opened with
+:func:`~beanproto_anyio.connect`) with the used tube and watch list that
+connection has confirmed, and the server's down state (failed attempts in a
+row, the time of the next attempt). The pool's own ``use``/``watch`` are
+remembered, and a link is brought in line (``use``, ``watch``, ``ignore``, each
+recorded only once its reply came; sending one again is harmless) just before
+a call that depends on them: a cancelled ``use`` leaves nothing half applied,
+only a link that is behind and is caught up by its next call.
+
+A link is replaced, never repaired: a client that broke (an I/O error, a
+cancelled write, a protocol error) is dropped and the next call on that server
+opens a new client with the pool's current tubes (one task at a time, under the
+server's lock), at once after a break, then with
+:func:`beanproto.adapter.reconnect_delay` between failed attempts. That is what
+tells a put that was never sent (no link: the server is skipped) from one whose
+fate is unknown (the link broke during the put: the put raises and is never sent
+anywhere else). State changes before any ``await`` that closes something.
+
+A reserve over several servers polls: ``reserve-with-timeout 0`` on each
+server, from a rotating start, then a short pause that grows to
+:data:`POLL_MAX_PAUSE`, so no server is waited on while another has a job, and
+no reserve ever holds a connection (other tasks' calls are not stuck behind it).
+No two reserves race for one caller, so no job is reserved twice for it. The job
+gets its server (:attr:`beanproto.Job.server`) with no checkpoint after the
+client's answer, so a cancellation cannot come between them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import ssl
+import sys
+import zlib
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+import anyio
+import anyio.lowlevel
+
+from beanproto import (
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_PRIORITY,
+    DEFAULT_TTR,
+    DEFAULT_TUBE,
+    MAX_LINE_SIZE,
+    BrokenConnectionError,
+    Connection,
+    DrainingError,
+    Error,
+    InvalidArgument,
+    Job,
+    JobRef,
+    JobStats,
+    NotFoundError,
+    NotIgnoredError,
+    ServerStats,
+    TimedOutError,
+    TubeStats,
+    Use,
+    Watch,
+)
+from beanproto.adapter import (
+    Serializer,
+    body_encoding,
+    reconnect_delay,
+    reserve_command,
+    setup_commands,
+)
+from beanproto.address import Address, Resolved, describe, resolve_addresses
+
+from ._client import Client, connect
+
+__all__ = ["POLL_FIRST_PAUSE", "POLL_MAX_PAUSE", "Pool"]
+
+T = TypeVar("T")
+
+log = logging.getLogger("beanproto.pool")
+
+#: A reserve that found no job on any server waits this long before polling again...
+POLL_FIRST_PAUSE: Final = 0.01
+#: ...doubling up to this (seconds).
+POLL_MAX_PAUSE: Final = 0.5
+
+#: What says a connection (not the command) failed: the client is broken afterwards.
+_BROKEN: Final = (OSError, Error)
+
+#: What the per-job methods take: a job reserved or peeked through a pool, or a ref.
+JobOrRef = Job[Any] | JobRef
+
+
+class _Link:
+    """One connected client (and its ``connect`` context) and the tubes its
+    connection has confirmed."""
+
+    __slots__ = ("client", "context", "used", "watched")
+
+    def __init__(
+        self,
+        context: AbstractAsyncContextManager[Client[Any]],
+        client: Client[Any],
+        used: str,
+        watched: frozenset[str],
+    ) -> None:
+        self.context = context
+        self.client = client
+        self.used = used
+        self.watched = watched
+
+    async def aclose(self) -> None:
+        # The client's aclose() always closes the stream, even when cancelled.
+        await self.context.__aexit__(None, None, None)
+
+
+class _Server:
+    __slots__ = ("address", "down", "failures", "link", "lock", "name", "retry_at")
+
+    def __init__(self, address: Resolved) -> None:
+        self.address = address
+        self.name = describe(address)
+        self.link: _Link | None = None
+        self.down = False  # reported down (WARNING), not yet back (INFO)
+        self.failures = 0  # failed connection attempts in a row
+        self.retry_at = 0.0  # no attempt before this anyio.current_time()
+        self.lock: anyio.Lock | None = None  # one connection attempt at a time
+
+
+class Pool:
+    """A producer and client API over several beanstalkd servers, async.
+
+    Open it with ``async with Pool(addresses, ...) as pool``: entering connects
+    to every server at once, leaving closes them. ``addresses`` is a list of
+    addresses, a comma-separated string (``"beanstalk://h1:11300,h2:11300"``),
+    one address, or ``None`` for ``$BEANSTALKD_URL``
+    (:func:`beanproto.address.resolve_addresses`). The keyword arguments are
+    :func:`~beanproto_anyio.connect`'s and apply to the one client the pool
+    keeps per server. Servers are named as :func:`beanproto.address.describe`
+    writes them; :attr:`servers` lists them in order.
+
+    A server that is down when the pool opens is logged and retried later;
+    only if every server is down does entering raise
+    :class:`beanproto.BrokenConnectionError`.
+
+    Everything else is :class:`beanproto_sync.Pool`'s, as coroutines: placement
+    round-robin or by ``key=`` (a keyed put whose server is down raises rather
+    than move the key), a put never reaching two servers (one whose connection
+    broke after it was written raises :class:`beanproto.BrokenConnectionError`
+    naming the server), jobs and :class:`beanproto.JobRef` remembering their
+    server, per-server answers from the operator calls, servers that are down
+    skipped and tried again with backoff, reported by the ``beanproto.pool``
+    logger. Bound calls with ``anyio.fail_after``.
+
+    Many tasks may share a pool: each server's client pipelines their calls,
+    and :meth:`reserve` polls, so it never holds a connection. For consuming at
+    a rate, :class:`beanproto_anyio.Worker` over the same addresses is the
+    better tool.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_options",
+        "_reserve_turn",
+        "_servers",
+        "_turn",
+        "_used",
+        "_watched",
+    )
+
+    def __init__(
+        self,
+        addresses: str | Iterable[Address] | Address | None = None,
+        *,
+        encoding: str | None = None,
+        serializer: Serializer | None = None,
+        use: str | None = None,
+        watch: str | Iterable[str] | None = None,
+        tls: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        max_command_size: int = MAX_LINE_SIZE,
+    ) -> None:
+        encoding = body_encoding(encoding, serializer)
+        if watch is not None and not isinstance(watch, str):
+            watch = list(watch)  # read once
+        setup_commands(use, watch)  # invalid tube names raise before connecting
+        Connection(max_body_size=max_body_size, max_command_size=max_command_size)
+        resolved = resolve_addresses(addresses)
+        if (tls or ssl_context is not None) and any(isinstance(a, str) for a in resolved):
+            raise InvalidArgument("TLS needs (host, port) addresses, not a Unix socket")
+        if tls and ssl_context is None:
+            ssl_context = ssl.create_default_context()  # one for every server
+        self._options: dict[str, Any] = {
+            "encoding": encoding,
+            "serializer": serializer,
+            "ssl_context": ssl_context,
+            "max_body_size": max_body_size,
+            "max_command_size": max_command_size,
+        }
+        self._used = DEFAULT_TUBE if use is None else use
+        watched = [watch] if isinstance(watch, str) else watch
+        self._watched: tuple[str, ...] = (
+            (DEFAULT_TUBE,) if watched is None else tuple(dict.fromkeys(watched))
+        )
+        self._servers = [_Server(a) for a in resolved]
+        self._turn = itertools.count()
+        self._reserve_turn = itertools.count()
+        self._closed = False
+
+    # -- links -----------------------------------------------------------------------
+
+    def _names(self) -> str:
+        return ", ".join(s.name for s in self._servers)
+
+    async def _link(self, s: _Server) -> _Link | None:
+        """The server's connected client, or ``None`` if it is down (not due for an
+        attempt, or the attempt failed)."""
+        link = s.link
+        if link is not None and not link.client.closed:
+            return link
+        if s.lock is None:
+            s.lock = anyio.Lock()
+        async with s.lock:
+            if self._closed:
+                raise BrokenConnectionError("the pool was closed")
+            link = s.link
+            if link is not None:
+                if not link.client.closed:
+                    return link  # another task reconnected meanwhile
+                s.link = None  # a cancelled call broke it: reconnect at once
+                await link.aclose()
+            if anyio.current_time() < s.retry_at:
+                return None
+            used, watched = self._used, self._watched
+            context = connect(
+                s.address,
+                use=None if used == DEFAULT_TUBE else used,
+                watch=watched,
+                **self._options,
+            )
+            try:
+                client = await context.__aenter__()
+            except _BROKEN as exc:
+                s.failures += 1
+                s.retry_at = anyio.current_time() + reconnect_delay(s.failures)
+                if not s.down:
+                    s.down = True
+                    log.warning("server %s is down: %s", s.name, _reason(exc))
+                else:
+                    log.debug("server %s: reconnecting failed: %s", s.name, _reason(exc))
+                return None
+            link = _Link(context, client, used, frozenset(watched))
+            if self._closed:  # aclose() ran while this task connected
+                await link.aclose()
+                raise BrokenConnectionError("the pool was closed")
+            s.link = link
+            s.failures, s.retry_at = 0, 0.0
+            if s.down:
+                s.down = False
+                log.info("server %s is back", s.name)
+            return link
+
+    async def _broke(self, s: _Server, link: _Link, exc: BaseException) -> BrokenConnectionError:
+        """Drop a link whose call failed on the connection; return the error to raise."""
+        if s.link is link:
+            s.link = None
+        if not s.down:
+            s.down = True
+            log.warning("server %s went down: %s", s.name, _reason(exc))
+        await link.aclose()
+        return BrokenConnectionError(f"{s.name}: {_reason(exc)}")
+
+    def _down(self, s: _Server, what: str) -> BrokenConnectionError:
+        wait = max(0.0, s.retry_at - anyio.current_time())
+        return BrokenConnectionError(
+            f"{s.name} is down ({what}); next attempt to connect in {wait:.2f} s"
+        )
+
+    async def _sync_use(self, link: _Link) -> None:
+        tube = self._used
+        if link.used != tube:
+            await link.client.use(tube)
+            link.used = tube
+
+    async def _sync_watch(self, link: _Link) -> None:
+        want = self._watched
+        if link.watched == frozenset(want):
+            return
+        for tube in want:  # watch first, so the list is never empty
+            if tube not in link.watched:
+                await link.client.watch(tube)
+                link.watched = link.watched | {tube}
+        for tube in link.watched - set(want):
+            await link.client.ignore(tube)
+            link.watched = link.watched - {tube}
+
+    async def _on(self, s: _Server, call: Callable[[_Link], Awaitable[T]], what: str) -> T:
+        """``call`` on the server's link; a broken connection raises naming it."""
+        link = await self._link(s)
+        if link is None:
+            raise self._down(s, what)
+        try:
+            return await call(link)
+        except _BROKEN as exc:
+            if not link.client.closed:
+                raise  # a refusal, or a body that does not decode: the link is fine
+            raise await self._broke(s, link, exc) from exc
+
+    def _server_of(self, job_or_ref: JobOrRef) -> tuple[_Server, int]:
+        if isinstance(job_or_ref, Job):
+            name, id = job_or_ref.server, job_or_ref.id
+        elif isinstance(job_or_ref, tuple) and len(job_or_ref) == 2:
+            name, id = job_or_ref
+        else:
+            raise TypeError(
+                "a pool needs a Job or a JobRef (job ids are per server), "
+                f"not {type(job_or_ref).__name__}"
+            )
+        if name is None:
+            raise ValueError(f"job {id} has no server: it did not come from a pool")
+        for s in self._servers:
+            if s.name == name:
+                return s, id
+        raise ValueError(f"job {id}: {name!r} is not a server of this pool ({self._names()})")
+
+    def _for_key(self, key: str | bytes) -> _Server:
+        if isinstance(key, str):
+            key = key.encode()
+        elif not isinstance(key, bytes):
+            raise TypeError(f"key must be str or bytes, not {type(key).__name__}")
+        return self._servers[zlib.crc32(key) % len(self._servers)]
+
+    async def _place(
+        self, send: Callable[[Client[Any]], Awaitable[T]], key: str | bytes | None
+    ) -> tuple[str, T]:
+        """Send a put (or a batch) to one server: the key's, else the next one up."""
+        if self._closed:
+            raise BrokenConnectionError("the pool was closed")
+        if key is not None:
+            candidates = [self._for_key(key)]
+        else:
+            n = len(self._servers)
+            start = next(self._turn) % n
+            candidates = [self._servers[(start + i) % n] for i in range(n)]
+        draining: DrainingError | None = None
+        for s in candidates:
+            link = await self._link(s)
+            if link is None:
+                if key is not None:
+                    raise self._down(s, "a keyed put is not moved to another server")
+                continue
+            try:
+                await self._sync_use(link)
+            except _BROKEN as exc:
+                if not link.client.closed:
+                    raise
+                error = await self._broke(s, link, exc)  # nothing of the put was sent
+                if key is not None:
+                    raise error from exc
+                continue
+            try:
+                return s.name, await send(link.client)
+            except DrainingError as exc:
+                if key is not None:
+                    raise
+                draining = exc  # not inserted: the next server may take it
+            except _BROKEN as exc:
+                if not link.client.closed:
+                    _note(exc, f"server {s.name}")
+                    raise
+                await self._broke(s, link, exc)
+                raise BrokenConnectionError(
+                    f"{s.name}: the connection broke during a put, which may or may not "
+                    f"have inserted its job(s); not sent elsewhere ({_reason(exc)})"
+                ) from exc
+        if draining is not None:
+            raise draining
+        raise BrokenConnectionError(f"every server is down: {self._names()}")
+
+    async def _each(
+        self,
+        call: Callable[[_Link], Awaitable[T]],
+        *,
+        missing_ok: bool = False,
+        used: bool = False,
+    ) -> dict[str, T]:
+        """``call`` on every server that is up: its answers by server name. A
+        server that is down is left out (and logged); every server down raises."""
+        if self._closed:
+            raise BrokenConnectionError("the pool was closed")
+        out: dict[str, T] = {}
+        down: list[str] = []
+        for s in self._servers:
+            link = await self._link(s)
+            if link is None:
+                down.append(s.name)
+                continue
+            try:
+                if used:
+                    await self._sync_use(link)
+                out[s.name] = await call(link)
+            except NotFoundError:
+                if not missing_ok:
+                    raise
+            except _BROKEN as exc:
+                if not link.client.closed:
+                    raise
+                await self._broke(s, link, exc)
+                down.append(s.name)
+        if down:
+            if len(down) == len(self._servers):
+                raise BrokenConnectionError(f"every server is down: {self._names()}")
+            log.info("left out (down): %s", ", ".join(down))
+        return out
+
+    # -- producing -------------------------------------------------------------------
+
+    @property
+    def servers(self) -> list[str]:
+        """The servers' names, in the order given."""
+        return [s.name for s in self._servers]
+
+    async def put(
+        self,
+        body: Any,
+        priority: int = DEFAULT_PRIORITY,
+        delay: int = 0,
+        ttr: int = DEFAULT_TTR,
+        *,
+        key: str | bytes | None = None,
+    ) -> JobRef:
+        """Insert a job on one server and return where it is: ``JobRef(server, id)``.
+
+        Without ``key`` the server is the next one round-robin that is up and
+        not draining; with ``key`` it is the key's server, always the same
+        (raises :class:`beanproto.BrokenConnectionError` if that one is down).
+        A put whose connection broke after it was written raises
+        :class:`beanproto.BrokenConnectionError` naming the server: its job may
+        exist there, and it is not sent anywhere else (a cancelled put, too,
+        may have inserted its job). Refusals raise as from
+        :meth:`beanproto_anyio.Client.put`.
+        """
+        name, id = await self._place(lambda c: c.put(body, priority, delay, ttr), key)
+        return JobRef(name, id)
+
+    async def put_many(
+        self,
+        bodies: Iterable[Any],
+        priority: int = DEFAULT_PRIORITY,
+        delay: int = 0,
+        ttr: int = DEFAULT_TTR,
+        *,
+        key: str | bytes | None = None,
+    ) -> list[JobRef]:
+        """Insert many jobs in one pipelined exchange on one server (the next
+        round-robin, or the ``key``'s); return where each is, in order.
+
+        The whole batch goes to one server, so its jobs keep their order. As
+        with :meth:`put`, a batch whose connection broke raises and is not sent
+        elsewhere. A refusal raises as from
+        :meth:`beanproto_anyio.Client.put_many`, ``exc.outcomes`` holding the
+        ids on that server (named in the exception's notes on Python 3.11+).
+        """
+        items = list(bodies)
+        if not items:
+            await anyio.lowlevel.checkpoint()
+            return []
+        name, ids = await self._place(lambda c: c.put_many(items, priority, delay, ttr), key)
+        return [JobRef(name, id) for id in ids]
+
+    async def use(self, tube: str) -> str:
+        """Put later jobs into ``tube`` on every server; return its name.
+
+        Remembered: a server that is down uses it once it is back."""
+        Use(tube)  # an invalid name raises before anything changes
+        self._used = tube
+        await self._each(_nothing, used=True)  # bring every link in line now
+        return tube
+
+    def using(self) -> str:
+        """The tube :meth:`put` goes to (the pool's own setting: no I/O)."""
+        return self._used
+
+    # -- consuming -------------------------------------------------------------------
+
+    async def reserve(self, timeout: float | None = None) -> Job[Any]:
+        """Reserve a job from a watched tube on any server; the job's
+        :attr:`~beanproto.Job.server` says which.
+
+        Polls every server that is up (``reserve-with-timeout 0``, from a
+        rotating start), then pauses (10 ms, doubling up to 0.5 s) and polls
+        again, until a job comes or ``timeout`` seconds passed
+        (:class:`beanproto.TimedOutError`; ``0`` polls once, ``None`` waits
+        however long it takes). So a job may wait up to half a second for an
+        idle consumer: for steady consuming, :class:`beanproto_anyio.Worker`
+        reserves on every server at once. Raises
+        :class:`beanproto.BrokenConnectionError` when every server is down, and
+        :class:`beanproto.DeadlineSoonError` when a job reserved on a server is
+        about to reach its TTR. Cancelled, it loses no job: a job on its way
+        back closes that connection, and its server makes the job ready again.
+        """
+        reserve_command(timeout)  # checks the timeout
+        deadline = None if timeout is None else anyio.current_time() + timeout
+        pause = POLL_FIRST_PAUSE
+        n = len(self._servers)
+        while True:
+            if self._closed:
+                raise BrokenConnectionError("the pool was closed")
+            start = next(self._reserve_turn) % n
+            up = 0
+            for i in range(n):
+                s = self._servers[(start + i) % n]
+                link = await self._link(s)
+                if link is None:
+                    continue
+                try:
+                    await self._sync_watch(link)
+                    job = await link.client.reserve(0)
+                    return Job(job.id, job.body, s.name)  # no checkpoint since the reply
+                except TimedOutError:
+                    up += 1
+                except _BROKEN as exc:
+                    if not link.client.closed:
+                        _note(exc, f"server {s.name}")
+                        raise
+                    await self._broke(s, link, exc)
+            if not up:
+                raise BrokenConnectionError(f"every server is down: {self._names()}")
+            left = None if deadline is None else deadline - anyio.current_time()
+            if left is not None and left <= 0:
+                raise TimedOutError("no job came in time on any server")
+            await anyio.sleep(pause if left is None else min(pause, left))
+            pause = min(pause * 2, POLL_MAX_PAUSE)
+
+    async def reserve_job(self, job_or_ref: JobOrRef) -> Job[Any]:
+        """Reserve a given job on its server (beanstalkd 1.12+)."""
+        s, id = self._server_of(job_or_ref)
+        job = await self._on(s, lambda link: link.client.reserve_job(id), "reserve-job")
+        return Job(job.id, job.body, s.name)
+
+    async def delete(self, job_or_ref: JobOrRef) -> None:
+        """Delete a job on its server (a :class:`beanproto.Job` or a :class:`beanproto.JobRef`)."""
+        s, id = self._server_of(job_or_ref)
+        await self._on(s, lambda link: link.client.delete(id), "delete")
+
+    async def release(
+        self, job_or_ref: JobOrRef, priority: int = DEFAULT_PRIORITY, delay: int = 0
+    ) -> None:
+        """Put a job reserved through this pool back into its server's ready queue
+        (or delayed, by ``delay`` s)."""
+        s, id = self._server_of(job_or_ref)
+        await self._on(s, lambda link: link.client.release(id, priority, delay), "release")
+
+    async def bury(self, job_or_ref: JobOrRef, priority: int = DEFAULT_PRIORITY) -> None:
+        """Set a job reserved through this pool aside on its server until it is kicked."""
+        s, id = self._server_of(job_or_ref)
+        await self._on(s, lambda link: link.client.bury(id, priority), "bury")
+
+    async def touch(self, job_or_ref: JobOrRef) -> None:
+        """Restart the TTR of a job reserved through this pool."""
+        s, id = self._server_of(job_or_ref)
+        await self._on(s, lambda link: link.client.touch(id), "touch")
+
+    async def watch(self, tube: str) -> int:
+        """Watch ``tube`` on every server; return how many tubes are watched.
+
+        Remembered: a server that is down watches it once it is back."""
+        Watch(tube)  # an invalid name raises before anything changes
+        if tube not in self._watched:
+            self._watched = (*self._watched, tube)
+        await self._each(self._sync_watch)
+        return len(self._watched)
+
+    async def ignore(self, tube: str) -> int:
+        """Stop watching ``tube`` on every server; return how many tubes are watched.
+
+        Raises :class:`beanproto.NotIgnoredError` for the last watched tube."""
+        Watch(tube)
+        if tube in self._watched:
+            if len(self._watched) == 1:
+                raise NotIgnoredError(f"{tube!r} is the last watched tube")
+            self._watched = tuple(t for t in self._watched if t != tube)
+        await self._each(self._sync_watch)
+        return len(self._watched)
+
+    def watching(self) -> list[str]:
+        """The watched tubes (the pool's own setting: no I/O)."""
+        return list(self._watched)
+
+    # -- inspecting ------------------------------------------------------------------
+
+    async def peek(self, job_or_ref: JobOrRef) -> Job[Any]:
+        """A job, in any state, from its server. Raises :class:`beanproto.NotFoundError`."""
+        s, id = self._server_of(job_or_ref)
+        job = await self._on(s, lambda link: link.client.peek(id), "peek")
+        return Job(job.id, job.body, s.name)
+
+    async def _peeks(
+        self, peek: Callable[[Client[Any]], Awaitable[Job[Any]]]
+    ) -> dict[str, Job[Any]]:
+        found = await self._each(lambda link: peek(link.client), missing_ok=True, used=True)
+        return {name: Job(job.id, job.body, name) for name, job in found.items()}
+
+    async def peek_ready(self) -> dict[str, Job[Any]]:
+        """The next ready job of the used tube, per server (servers with none are left out)."""
+        return await self._peeks(lambda c: c.peek_ready())
+
+    async def peek_delayed(self) -> dict[str, Job[Any]]:
+        """The delayed job of the used tube that becomes ready first, per server
+        (servers with none are left out)."""
+        return await self._peeks(lambda c: c.peek_delayed())
+
+    async def peek_buried(self) -> dict[str, Job[Any]]:
+        """The next buried job of the used tube, per server (servers with none are left out)."""
+        return await self._peeks(lambda c: c.peek_buried())
+
+    async def kick(self, bound: int) -> dict[str, int]:
+        """Kick up to ``bound`` buried (or else delayed) jobs of the used tube on
+        each server; return how many were kicked, per server."""
+        return await self._each(lambda link: link.client.kick(bound), used=True)
+
+    async def kick_job(self, job_or_ref: JobOrRef) -> None:
+        """Kick one buried or delayed job into its server's ready queue."""
+        s, id = self._server_of(job_or_ref)
+        await self._on(s, lambda link: link.client.kick_job(id), "kick-job")
+
+    async def stats(self) -> dict[str, ServerStats]:
+        """Each server's statistics, by server (a server that is down is left out)."""
+        return await self._each(lambda link: link.client.stats())
+
+    async def stats_job(self, job_or_ref: JobOrRef) -> JobStats:
+        """A job's statistics, from its server."""
+        s, id = self._server_of(job_or_ref)
+        return await self._on(s, lambda link: link.client.stats_job(id), "stats-job")
+
+    async def stats_tube(self, tube: str) -> dict[str, TubeStats]:
+        """A tube's statistics per server; servers without that tube (and servers
+        that are down) are left out, so ``{}`` means no server has it."""
+        return await self._each(lambda link: link.client.stats_tube(tube), missing_ok=True)
+
+    async def tubes(self) -> dict[str, list[str]]:
+        """Every existing tube, per server."""
+        return await self._each(lambda link: link.client.tubes())
+
+    async def pause_tube(self, tube: str, delay: int) -> None:
+        """Hold back reserves from ``tube`` for ``delay`` seconds on every server
+        that has it. Raises :class:`beanproto.NotFoundError` if none has it."""
+        paused = await self._each(lambda link: link.client.pause_tube(tube, delay), missing_ok=True)
+        if not paused:
+            raise NotFoundError(f"no server has tube {tube!r}")
+
+    # -- lifetime --------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close every server's connection; idempotent, and closes them even if
+        this task is cancelled. Jobs reserved through the pool and not finished
+        go back to their servers' ready queues."""
+        self._closed = True
+        links = [s.link for s in self._servers]
+        for s in self._servers:
+            s.link = None
+        with anyio.CancelScope(shield=True):  # bounded: each aclose() takes ~1 s at most
+            for link in links:
+                if link is not None:
+                    await link.aclose()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`aclose` was called; every call then raises
+        :class:`beanproto.BrokenConnectionError`."""
+        return self._closed
+
+    async def __aenter__(self) -> Pool:
+        """Connect to every server at once; raises only if every one is down."""
+        up: list[_Link | None] = []
+
+        async def open_(s: _Server) -> None:
+            up.append(await self._link(s))
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for s in self._servers:
+                    tg.start_soon(open_, s)
+            if not any(up):
+                raise BrokenConnectionError(f"every server is down: {self._names()}")
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        if self._closed:
+            return f"<beanproto_anyio.Pool {self._names()} closed>"
+        states = ", ".join(f"{s.name} {_state(s)}" for s in self._servers)
+        return f"<beanproto_anyio.Pool {states}>"
+
+
+async def _nothing(link: _Link) -> None:
+    pass
+
+
+def _state(s: _Server) -> str:
+    if s.link is not None and not s.link.client.closed:
+        return "up"
+    return "down" if s.down else "idle"
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _note(exc: BaseException, note: str) -> None:
+    if sys.version_info >= (3, 11):
+        exc.add_note(note)

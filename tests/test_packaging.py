@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("beanproto", "beanproto_sync", "beanproto_anyio", "beanproto_cli")
-EXTRAS = {"anyio", "trio", "cli"}
+EXTRAS = {"anyio", "trio", "cli", "prometheus"}
 PROJECT_URLS = {"Homepage", "Documentation", "Source", "Changelog", "Issues"}
 CLASSIFIERS = {
     "Programming Language :: Python :: 3.10",
@@ -40,6 +40,10 @@ CLASSIFIERS = {
     "Topic :: System :: Distributed Computing",
     "Operating System :: POSIX",
 }
+PROMETHEUS_MESSAGE = (
+    "ModuleNotFoundError: beanproto.prometheus needs prometheus_client: "
+    "pip install 'beanproto[prometheus]'"
+)
 ANYIO_MESSAGE = (
     "ModuleNotFoundError: beanproto_anyio needs anyio: "
     "pip install 'beanproto[anyio]' (or 'beanproto[trio]')"
@@ -187,7 +191,7 @@ def bare(dists: Dists, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
 def test_the_bare_environment_lacks_the_extras(bare: Path) -> None:
     code = (
         "import importlib.util as u; "
-        "print([m for m in ('anyio', 'click', 'rich') if u.find_spec(m)])"
+        "print([m for m in ('anyio', 'click', 'rich', 'prometheus_client') if u.find_spec(m)])"
     )
     result = _run([bare / "bin" / "python", "-c", code], bare.parent)
     assert result.stdout.strip() == "[]", result.stderr
@@ -200,6 +204,14 @@ def test_import_beanproto_anyio_names_the_extra(bare: Path) -> None:
     result = _run([bare / "bin" / "python", "-c", "import beanproto_anyio"], bare.parent)
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == ANYIO_MESSAGE
+    assert "During handling" not in result.stderr
+    assert "direct cause" not in result.stderr
+
+
+def test_import_beanproto_prometheus_names_the_extra(bare: Path) -> None:
+    result = _run([bare / "bin" / "python", "-c", "import beanproto.prometheus"], bare.parent)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == PROMETHEUS_MESSAGE
     assert "During handling" not in result.stderr
     assert "direct cause" not in result.stderr
 

@@ -7,7 +7,8 @@ and for ``BEANSTALKD_URL``):
 - ``host:port``, ``host`` (port 11300), ``[::1]:11300`` (IPv6 in brackets);
 - ``beanstalk://host:port`` or ``beanstalk://host`` (``beanstalkd://`` works too);
 - ``unix:/path/to/socket``, ``unix:///path/to/socket``, or a path with a ``/``;
-- several of them separated by commas (``tubes``, ``stats`` and ``top`` only).
+- several of them separated by commas (``tubes``, ``stats``, ``top``, ``worker`` and
+  ``exporter``).
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ from ._render import (
     tubes_text,
 )
 from ._worker import DEFAULTS as WORKER_DEFAULTS
-from ._worker import run_worker
+from ._worker import exporter_module, run_worker
 
 __all__ = ["cli", "main"]
 
@@ -159,7 +159,7 @@ def _store_address(ctx: click.Context, param: click.Parameter, value: str | None
 
 _ADDRESS_HELP: Final = (
     "Server: host:port, unix:/path, beanstalk://host:port or unix:///path; "
-    "tubes, stats and top take a comma-separated list "
+    "tubes, stats, top, worker and exporter take a comma-separated list "
     f"[default: $BEANSTALKD_URL, else {DEFAULT_ADDRESS}]"
 )
 
@@ -1403,6 +1403,13 @@ def main(argv: list[str] | None = None) -> None:
 @click.option(
     "--burst", is_flag=True, help="Exit 0 once the tubes have no ready job and no handler runs."
 )
+@click.option(
+    "--metrics",
+    metavar="HOST:PORT",
+    default=None,
+    help="Serve the worker's Prometheus metrics at http://HOST:PORT/metrics "
+    "(the [prometheus] extra).",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -1415,6 +1422,7 @@ def worker(
     grace: float,
     encoding: str | None,
     burst: bool,
+    metrics: str | None,
 ) -> None:
     """Run the handler MODULE:ATTR on the jobs of the tubes, like rq worker.
 
@@ -1429,7 +1437,8 @@ def worker(
     get --grace seconds, then their jobs go back to the server. A second SIGINT
     stops at once (exit 130).
     """
-    address, shown = _target(ctx)
+    targets = _targets(ctx)  # several: the worker serves them all
+    shown = ", ".join(t[1] for t in targets)
     ctx.meta["beanproto.address"] = shown
     if encoding is not None:
         try:
@@ -1440,14 +1449,22 @@ def worker(
             ) from None
 
     def check(watched: tuple[str, ...]) -> None:
-        # One short connection: the server is there and takes the tubes.
-        with _connect(ctx, watch=list(watched), address=(address, shown)):
-            pass
+        # One short connection: a server is there and takes the tubes. With
+        # several, one that is up is enough: the worker reconnects the others.
+        failure: ConnectionFailed | None = None
+        for one in targets:
+            try:
+                with _connect(ctx, watch=list(watched), address=one):
+                    return
+            except ConnectionFailed as exc:
+                failure = failure or exc
+        assert failure is not None
+        raise failure
 
     status = run_worker(
         ctx,
         target,
-        address=address,
+        address=[t[0] for t in targets] if len(targets) > 1 else targets[0][0],
         shown=shown,
         tubes=tubes,
         concurrency=concurrency,
@@ -1458,5 +1475,34 @@ def worker(
         encoding=encoding,
         burst=burst,
         check=check,
+        metrics=metrics,
     )
     ctx.exit(status)
+
+
+# -- monitoring ----------------------------------------------------------------------------
+
+
+@cli.command(context_settings={"show_default": True})
+@_address_option
+@click.option(
+    "--listen", metavar="HOST:PORT", default="127.0.0.1:9474",
+    help="Where to serve /metrics (:PORT for every interface).",
+)  # fmt: skip
+@click.option(
+    "--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, metavar="SECONDS",
+    help="How long a scrape waits for the servers (read at once) before one is down.",
+)  # fmt: skip
+@click.option("--once", is_flag=True, help="Print the metrics once to stdout and exit.")
+@click.pass_context
+def exporter(ctx: click.Context, listen: str, timeout: float, once: bool) -> None:
+    """Serve the servers' statistics to Prometheus at /metrics (the [prometheus] extra).
+
+    Each scrape reads every server (stats, and stats-tube of each tube) with a fresh
+    connection: beanstalkd_<field> per server, beanstalkd_tube_<field> per tube,
+    beanstalkd_up (0 for a server that did not answer within --timeout), with a
+    server label when --address lists several. SIGTERM or SIGINT exit 0. With
+    --once: print one scrape (exit status 2 if a server was down).
+    """
+    run_exporter = exporter_module("beanproto exporter").run_exporter
+    ctx.exit(run_exporter(_targets(ctx), listen=listen, timeout=timeout, once=once))

@@ -15,6 +15,11 @@ SIGINT stops at once (the jobs still running go back to the server) and exits
 130. On the sync backend the signal handlers only call ``Worker.stop``, which
 is safe there; on asyncio and trio a task receives the signals
 (``anyio.open_signal_receiver``) and stops the worker from inside the loop.
+
+Metrics (``--metrics HOST:PORT``): the worker gets a
+:class:`beanproto.prometheus.PrometheusMetrics` (``metrics=``), whose registry an HTTP
+server thread serves at ``/metrics`` while the worker runs; it needs the
+``[prometheus]`` extra, imported only then.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any, Final
 
 import click
@@ -32,7 +39,7 @@ import click
 from beanproto import DEFAULT_TUBE
 from beanproto.worker import DEFAULT_GRACE, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_DELAY, is_async
 
-__all__ = ["load_target", "run_worker"]
+__all__ = ["MissingExtra", "exporter_module", "load_target", "run_worker"]
 
 #: Exit status after a second SIGINT stopped the worker at once (128 + SIGINT).
 FORCED_EXIT: Final = 130
@@ -43,7 +50,35 @@ DEFAULTS: Final[dict[str, Any]] = {
     "grace": DEFAULT_GRACE,
 }
 #: The options that configure a worker: refused with a ``Worker`` object, which has its own.
-WORKER_OPTIONS: Final = ("tubes", "concurrency", "max_attempts", "retry_delay", "grace", "encoding")
+WORKER_OPTIONS: Final = (
+    "tubes",
+    "concurrency",
+    "max_attempts",
+    "retry_delay",
+    "grace",
+    "encoding",
+    "metrics",
+)
+
+
+class MissingExtra(click.ClickException):
+    """An option or command needs an extra that is not installed (exit status 1)."""
+
+    exit_code = 1
+
+
+def exporter_module(what: str) -> ModuleType:
+    """``beanproto_cli._exporter`` (and so prometheus_client), or :class:`MissingExtra`
+    with one line naming the extra that ``what`` needs."""
+    try:
+        from . import _exporter
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] != "prometheus_client":
+            raise
+        raise MissingExtra(
+            f"{what} needs the [prometheus] extra: pip install 'beanproto[prometheus]'"
+        ) from None
+    return _exporter
 
 
 class TargetError(click.UsageError):
@@ -102,7 +137,7 @@ def run_worker(
     ctx: click.Context,
     spec: str,
     *,
-    address: tuple[str, int] | str,
+    address: tuple[str, int] | str | list[tuple[str, int] | str],
     shown: str,
     tubes: tuple[str, ...],
     concurrency: int,
@@ -113,8 +148,19 @@ def run_worker(
     encoding: str | None,
     burst: bool,
     check: Callable[[tuple[str, ...]], None],
+    metrics: str | None = None,
 ) -> int:
-    """Build the worker, check the server, print the banner, run; the exit status."""
+    """Build the worker, check the server, print the banner, run; the exit status.
+    ``metrics``: serve the worker's Prometheus metrics on this ``HOST:PORT``."""
+    listen: tuple[str, int] | None = None
+    hooks: dict[str, Any] = {}  # metrics=, only when asked for
+    if metrics is not None:
+        exporter = exporter_module("--metrics")
+        try:
+            listen = exporter.parse_listen(metrics)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--metrics") from None
+        hooks["metrics"] = exporter.PrometheusMetrics()
     target = load_target(spec)
     kind = _is_worker(target)
     if kind is not None:
@@ -147,6 +193,7 @@ def run_worker(
             retry_delay=retry_delay,
             grace=grace,
             encoding=encoding,
+            **hooks,
         )
         for tube in tubes or (DEFAULT_TUBE,):
             worker.add_handler(tube, target)
@@ -159,12 +206,45 @@ def run_worker(
         f"concurrency {worker.options.concurrency}" + (", burst" if burst else ""),
         err=True,
     )
+    if listen is None:
+        return _run(worker, burst, backend)
+    return _run_serving(worker, burst, backend, hooks["metrics"].registry, listen)
+
+
+def _run(worker: Any, burst: bool, backend: str) -> int:
     if backend == "sync":
         return _run_sync(worker, burst)
     return _run_async(worker, burst, backend)
 
 
-def _build(backend: str, address: tuple[str, int] | str, **options: Any) -> Any:
+def _run_serving(
+    worker: Any, burst: bool, backend: str, registry: Any, listen: tuple[str, int]
+) -> int:
+    """Run the worker while a thread serves ``registry`` on ``listen``."""
+    exporter = exporter_module("--metrics")
+    host, port = listen
+    try:
+        server = exporter.serve_registry(registry, host, port, "beanproto worker")
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    thread = threading.Thread(
+        target=server.serve_forever, name="beanproto-worker-metrics", daemon=True
+    )
+    thread.start()
+    click.echo(f"beanproto worker: metrics at {exporter.url(server)}", err=True)
+    try:
+        return _run(worker, burst, backend)
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+def _build(
+    backend: str, address: tuple[str, int] | str | list[tuple[str, int] | str], **options: Any
+) -> Any:
     if backend == "sync":
         import beanproto_sync
 

@@ -218,7 +218,6 @@ def test_top_reconnects_to_a_server_that_comes_back(
         ["restore"],
         ["tail", "--count", "1"],
         ["move", "--from-tube", "a", "--to-tube", "b"],
-        ["worker", "m:f"],
     ],
 )
 def test_other_commands_take_one_server(args: list[str]) -> None:

@@ -303,3 +303,53 @@ def test_options_with_a_worker_object(invoke: Callable[..., str], workdir: Path)
     line = invoke("app_obj:worker", "--concurrency", "3", "--tube", "x")
     assert "has its own address and options: drop --tube, --concurrency" in line
     assert "runs on --backend sync" in invoke("app_obj:worker", "--backend", "trio")
+
+
+def test_a_worker_serves_several_servers(
+    server: Server,
+    fresh_server: Callable[..., Server],
+    client: Client[bytes],
+    tube: str,
+    workdir: Path,
+) -> None:
+    other = fresh_server()
+    client.put_many([b"first%d" % i for i in range(5)])
+    with Client(other.address, use=tube) as c:
+        c.put_many([b"second%d" % i for i in range(5)])
+    dead = f"127.0.0.1:{free_port()}"
+    addresses = f"{server.address[0]}:{server.address[1]},{other.address[0]}:{other.address[1]}"
+    proc = subprocess.run(
+        [
+            *BEANPROTO,
+            "--address",
+            f"{addresses},{dead}",
+            "worker",
+            "handlers:record",
+            "-t",
+            tube,
+            "--burst",
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"beanproto worker: {addresses.replace(',', ', ')}, {dead}, tubes" in proc.stderr
+    assert f"server {dead}: cannot connect" in proc.stderr
+    assert handled(workdir) == sorted(
+        [f"first{i}" for i in range(5)] + [f"second{i}" for i in range(5)]
+    )
+
+
+def test_a_worker_needs_one_server_up(workdir: Path) -> None:
+    dead = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    proc = subprocess.run(
+        [*BEANPROTO, "--address", ",".join(dead), "worker", "handlers:record", "--burst"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"Error: cannot connect to {dead[0]}")

@@ -5,6 +5,8 @@ Starts beanstalkd on a free loopback port (stopped by its PID at the end) and, f
 ``--jobs`` jobs of ``--body`` bytes, times on one connection per client:
 
   put              sequential put (one round trip per job)
+  put, metrics hooks  the same put by a beanproto client given ``metrics=MetricsHooks()``
+                   (hooks that do nothing: the cost of measuring each command)
   reserve+delete   sequential reserve-with-timeout 0 + delete (two round trips per job)
   put pipelined    beanproto ``put_many`` in batches of ``--batch`` vs the raw client
                    writing the same batches in one ``send`` and counting reply lines
@@ -44,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import beanproto_anyio
 from _server import start_server
+from beanproto.metrics import MetricsHooks
 
 PUT_FMT = b"put 65536 0 60 %d\r\n%b\r\n"
 TASKS = 64
@@ -241,6 +244,8 @@ async def one_rep(
         await timed("beanproto_anyio", f"{TASKS} tasks put", lambda: _bp_shared(c, body, n))
         stats = await c.stats_tube(tube)
         assert stats.current_jobs_ready == 2 * n, stats.current_jobs_ready
+    async with beanproto_anyio.connect(addr, use=_tube(), metrics=MetricsHooks()) as c:
+        await timed("beanproto_anyio", "put, metrics hooks", lambda: _bp_put(c, body, n))
 
     if backend == "asyncio":
         await _aiostalk(addr, body, n, timed)
@@ -274,8 +279,8 @@ def main() -> None:
     print("| backend | phase | client | ops/s | × raw | × raw-shared | × aiostalk |")  # noqa: RUF001
     print("|---|---|---|---:|---:|---:|---:|")
     shared = f"{TASKS} tasks put"
-    phases = ("put", "reserve+delete", "put pipelined", f"{TASKS} tasks put")
-    raw_of = {"put": "put", "reserve+delete": "reserve+delete"}
+    phases = ("put", "put, metrics hooks", "reserve+delete", "put pipelined", f"{TASKS} tasks put")
+    raw_of = {"put": "put", "put, metrics hooks": "put", "reserve+delete": "reserve+delete"}
     for backend in ("asyncio", "trio"):
         for phase in phases:
             base_phase = raw_of.get(phase, "put pipelined")

@@ -4,6 +4,9 @@ Starts beanstalkd on a free loopback port (stopped by its PID at the end) and, f
 ``--jobs`` jobs of ``--body`` bytes, times on one connection per client:
 
   put             sequential put (one round trip per job)
+  put, metrics hooks  the same put by a beanproto client given ``metrics=MetricsHooks()``
+                  (hooks that do nothing: the cost of measuring each command), in
+                  the same turns as the others
   reserve+delete  sequential reserve-with-timeout 0 + delete (two round trips per job)
   put pipelined   beanproto ``put_many`` vs a raw client writing batches in one sendall
   delete pipel.   beanproto ``delete_many`` vs the raw client doing the same for deletes
@@ -40,6 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from _server import start_server
+from beanproto.metrics import MetricsHooks
 from beanproto_sync import Client
 
 PUT_FMT = b"put 65536 0 60 %d\r\n%b\r\n"
@@ -186,6 +190,7 @@ def run_rep(
         stack.callback(gs.close)
         raw = _raw_connect(addr, tube())
         stack.callback(raw.close)
+        bpm = stack.enter_context(Client(addr, use=tube(), metrics=MetricsHooks()))
         t = tube()
         bp = stack.enter_context(Client(addr, use=t, watch=t))
         sequential: dict[str, dict[str, Callable[[int], Any]]] = {
@@ -205,11 +210,18 @@ def run_rep(
         names = list(sequential)
         names = names[rep % 3 :] + names[: rep % 3]
         sizes = [block] * (n // block) + ([n % block] if n % block else []) if block else [n]
+        # Measured puts take their turns among the others' puts.
+        extra: dict[str, list[tuple[tuple[str, str], Callable[[int], Any]]]] = {
+            "put": [(("beanproto_sync", "put, metrics hooks"), lambda k: bp_put(bpm, body, k))]
+        }
         for phase in ("put", "reserve+delete"):
             gc.collect()
+            runners = [((name, phase), sequential[name][phase]) for name in names]
+            runners += extra.get(phase, [])
             for i, size in enumerate(sizes):
-                for name in names[i % 3 :] + names[: i % 3]:
-                    timed((name, phase), partial(sequential[name][phase], size))
+                r = i % len(runners)
+                for key, fn in runners[r:] + runners[:r]:
+                    timed(key, partial(fn, size))
 
         def raw_pipelined() -> None:
             ids = timed(("raw", "put pipelined"), lambda: raw_put_pipelined(raw, body, n, batch))
@@ -262,18 +274,21 @@ def main() -> None:
     print("|---|---|---:|---:|---:|---:|")
     gs_of = {
         "put": "put",
+        "put, metrics hooks": "put",
         "reserve+delete": "reserve+delete",
         "put pipelined": "put",
         "delete pipelined": None,
     }
-    for phase in ("put", "reserve+delete", "put pipelined", "delete pipelined"):
+    raw_of = {"put, metrics hooks": "put"}
+    phases = ("put", "put, metrics hooks", "reserve+delete", "put pipelined", "delete pipelined")
+    for phase in phases:
         for client in ("greenstalk", "raw", "beanproto_sync"):
             if (client, phase) not in med:
                 continue
             ops, cpu = med[(client, phase)]
             gs_phase = gs_of[phase]
             gs = f"{ops / med[('greenstalk', gs_phase)][0]:.2f}×" if gs_phase else "—"  # noqa: RUF001
-            raw = f"{ops / med[('raw', phase)][0]:.2f}×"  # noqa: RUF001
+            raw = f"{ops / med[('raw', raw_of.get(phase, phase))][0]:.2f}×"  # noqa: RUF001
             name = "raw-pipelined" if client == "raw" and "pipelined" in phase else client
             name = "raw-seq" if name == "raw" else name
             print(f"| {phase} | {name} | {ops:,.0f} | {cpu:.1f} | {gs} | {raw} |")

@@ -11,7 +11,9 @@ hoped for (or the error it raises instead), a reply as a :class:`~beanproto.Job`
 the outcomes of a pipelined batch, which commands may hand a job to the caller
 or hold the connection, the TCP options of a client socket, and what a client
 that reconnects sends again (its ``use``/``watch`` as they were) and how long
-it waits between attempts. Nothing here
+it waits between attempts, which calls may be sent again after a break
+(:func:`retryable`), and the reply word a metrics hook reports
+(:func:`reply_word`). Nothing here
 does I/O, and ``import beanproto`` does not import this module.
 """
 
@@ -28,27 +30,48 @@ from ._commands import (
     MAX_RESERVE_TIMEOUT,
     Command,
     Ignore,
+    ListTubes,
+    ListTubesWatched,
+    ListTubeUsed,
+    Peek,
+    PeekBuried,
+    PeekDelayed,
+    PeekReady,
     Put,
     Quit,
     Reserve,
     ReserveJob,
     ReserveWithTimeout,
+    Stats,
+    StatsJob,
+    StatsTube,
     Use,
     Watch,
 )
 from ._errors import BodyDecodeError, CommandError, InvalidArgument
 from ._events import (
+    BadFormat,
     Buried,
+    DeadlineSoon,
     Deleted,
+    Draining,
     Event,
+    ExpectedCrlf,
     Found,
     Inserted,
+    InternalError,
+    JobTooBig,
     Kicked,
+    NotFound,
+    NotIgnored,
+    OutOfMemory,
     Paused,
     Released,
     Reserved,
+    TimedOut,
     Touched,
     TubeList,
+    UnknownCommand,
     Using,
     Watching,
     error_for_event,
@@ -79,9 +102,11 @@ __all__ = [
     "put_commands",
     "reconnect_delay",
     "released",
+    "reply_word",
     "reserve_command",
     "reserves",
     "restore_commands",
+    "retryable",
     "server_stats",
     "set_tcp_options",
     "setup_commands",
@@ -228,6 +253,70 @@ def reserves(command: Command) -> bool:
     a caller that gives up on such a reply must close the connection, so that
     the server puts the job back."""
     return type(command) in (Reserve, ReserveWithTimeout, ReserveJob)
+
+
+_RETRYABLE: Final = frozenset(
+    {
+        Stats,
+        StatsTube,
+        StatsJob,
+        Peek,
+        PeekReady,
+        PeekDelayed,
+        PeekBuried,
+        ListTubes,
+        ListTubeUsed,
+        ListTubesWatched,
+        Reserve,
+        ReserveWithTimeout,
+    }
+)
+
+
+def retryable(command: Command) -> bool:
+    """Whether a client that reconnects may send ``command`` again after its
+    connection broke before the reply: a read-only command, or ``reserve`` /
+    ``reserve-with-timeout`` (the server returns a job reserved on a closed
+    connection to the ready queue). A command that changes state (``put``,
+    ``delete``, ``release``, ...) is never sent twice: its fate is unknown."""
+    return type(command) in _RETRYABLE
+
+
+_REPLY_WORDS: Final[dict[type[Any], str]] = {
+    Inserted: "INSERTED",
+    Buried: "BURIED",
+    Using: "USING",
+    Reserved: "RESERVED",
+    Found: "FOUND",
+    DeadlineSoon: "DEADLINE_SOON",
+    TimedOut: "TIMED_OUT",
+    Deleted: "DELETED",
+    Released: "RELEASED",
+    Touched: "TOUCHED",
+    Kicked: "KICKED",
+    Watching: "WATCHING",
+    Paused: "PAUSED",
+    NotFound: "NOT_FOUND",
+    NotIgnored: "NOT_IGNORED",
+    ExpectedCrlf: "EXPECTED_CRLF",
+    JobTooBig: "JOB_TOO_BIG",
+    Draining: "DRAINING",
+    BadFormat: "BAD_FORMAT",
+    UnknownCommand: "UNKNOWN_COMMAND",
+    OutOfMemory: "OUT_OF_MEMORY",
+    InternalError: "INTERNAL_ERROR",
+    TubeList: "OK",
+    ServerStats: "OK",
+    JobStats: "OK",
+    TubeStats: "OK",
+}
+
+
+def reply_word(event: Event) -> str:
+    """The first word of the reply ``event`` was made of (``"INSERTED"``,
+    ``"NOT_FOUND"``, ``"OK"`` for the stats and tube lists, ...): the
+    ``outcome`` a client reports to :meth:`beanproto.metrics.MetricsHooks.command`."""
+    return _REPLY_WORDS[type(event)]
 
 
 def job_id(job_or_id: Job[Any] | int) -> int:

@@ -13,7 +13,12 @@ finds it broken, before submitting anything, opens a new stream (one task at
 a time, under a lock; the others then use the new one, or fail at once if the
 attempt failed), sends the used tube and watch list the broken connection had
 confirmed, and swaps the new multiplexer in. Tasks still inside the old one
-finish there and raise: nothing is sent again on the new connection.
+finish there and raise: nothing they sent is sent again on the new connection,
+except by a call whose one command is retryable
+(:func:`beanproto.adapter.retryable`: it reads, or reserves, and the server
+puts back a job reserved on a closed connection): that call, once its
+connection broke, reconnects and sends it once more (a reserve with a timeout
+with the time it has left). A break met there is final for that call.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ from beanproto import (
     Put,
     Release,
     ReserveJob,
+    ReserveWithTimeout,
     ServerStats,
     Stats,
     StatsJob,
@@ -90,6 +96,7 @@ from beanproto.adapter import (
     released,
     reserve_command,
     restore_commands,
+    retryable,
     server_stats,
     set_tcp_options,
     setup_commands,
@@ -99,9 +106,10 @@ from beanproto.adapter import (
     using_tube,
     watch_count,
 )
-from beanproto.address import Address, resolve_address
+from beanproto.address import Address, describe, resolve_address
+from beanproto.metrics import MetricsHooks
 
-from ._multiplexer import Multiplexer
+from ._multiplexer import MeasuredMultiplexer, Multiplexer
 
 __all__ = ["Address", "Client", "connect"]
 
@@ -170,6 +178,17 @@ class Client(Generic[BodyT]):
     once (beanstalkd cannot cancel a reserve); the server returns any job it had
     reserved, priority unchanged, and later calls raise ``BrokenConnectionError``.
     ``KeyboardInterrupt`` during a call breaks the connection.
+
+    Metrics: ``metrics`` (a :class:`beanproto.metrics.MetricsHooks`) has its
+    ``command`` hook called in the calling task once per command sent, batches
+    and the ``use``/``watch`` of connecting included (a retried command counts
+    twice: ``BROKEN``, then its reply), with the wire name, the reply's first
+    word (``BROKEN`` if the connection failed first, ``INTERRUPTED`` if the call
+    was cancelled or interrupted), the seconds from its write until its task has
+    the reply, and the server (``"stream"`` here; :func:`connect` names the
+    address as :func:`beanproto.address.describe` writes it). A hook that raises
+    breaks the connection, as an interrupt would. Without ``metrics`` nothing is
+    measured: not even the clock is read.
     """
 
     __slots__ = (
@@ -179,11 +198,13 @@ class Client(Generic[BodyT]):
         "_failures",
         "_limits",
         "_lock",
+        "_metrics",
         "_mux",
         "_opener",
         "_restore",
         "_retry_at",
         "_serializer",
+        "_server",
         "_setup",
     )
 
@@ -196,6 +217,7 @@ class Client(Generic[BodyT]):
         serializer: None = None,
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
+        metrics: MetricsHooks | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_command_size: int = MAX_LINE_SIZE,
     ) -> None: ...
@@ -209,6 +231,7 @@ class Client(Generic[BodyT]):
         serializer: None = None,
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
+        metrics: MetricsHooks | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_command_size: int = MAX_LINE_SIZE,
     ) -> None: ...
@@ -222,6 +245,7 @@ class Client(Generic[BodyT]):
         serializer: Serializer,
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
+        metrics: MetricsHooks | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_command_size: int = MAX_LINE_SIZE,
     ) -> None: ...
@@ -234,17 +258,18 @@ class Client(Generic[BodyT]):
         serializer: Serializer | None = None,
         use: str | None = None,
         watch: str | Iterable[str] | None = None,
+        metrics: MetricsHooks | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_command_size: int = MAX_LINE_SIZE,
     ) -> None:
         self._encoding = body_encoding(encoding, serializer)
         self._serializer = serializer
         self._setup = setup_commands(use, watch)
-        self._mux = Multiplexer(
-            stream, max_body_size=max_body_size, max_command_size=max_command_size
-        )
-        self._address = _describe(stream)
         self._limits = (max_body_size, max_command_size)
+        self._metrics = metrics
+        self._server = "stream"  # the name metrics reports; connect() names the address
+        self._mux = self._multiplexer(stream)
+        self._address = _describe(stream)
         # Reconnecting: how to open a new stream (set by connect(reconnect=True)).
         self._opener: Callable[[], Awaitable[anyio.abc.ByteStream]] | None = None
         self._closing = False  # aclose() was called: no reconnecting
@@ -253,12 +278,34 @@ class Client(Generic[BodyT]):
         self._failures = 0  # failed attempts in a row
         self._retry_at = 0.0  # no attempt before this anyio.current_time()
 
+    def _multiplexer(self, stream: anyio.abc.ByteStream) -> Multiplexer:
+        body, command = self._limits
+        if self._metrics is None:
+            return Multiplexer(stream, max_body_size=body, max_command_size=command)
+        return MeasuredMultiplexer(
+            stream,
+            metrics=self._metrics,
+            server=self._server,
+            max_body_size=body,
+            max_command_size=command,
+        )
+
+    def _name(self, server: str) -> None:
+        """Name the server in metrics reports (``connect()`` knows the address)."""
+        self._server = server
+        if isinstance(self._mux, MeasuredMultiplexer):
+            self._mux.server = server
+
     # Not coroutines themselves: they hand back the multiplexer's call to await,
-    # so that a call costs no extra coroutine frame unless it must reconnect first.
+    # so that a call costs no extra coroutine frame unless it must reconnect first
+    # (or may be retried: a client that reconnects, a retryable command).
     def _request(self, command: Command, result: Callable[[Event], T]) -> Awaitable[T]:
         mux = self._mux
-        if mux.closed and self._opener is not None:
-            return self._reconnected_request(command, result)
+        if self._opener is not None:
+            if mux.closed:
+                return self._reconnected_request(command, result)
+            if retryable(command):
+                return self._retried_request(mux, command, result)
         return mux.request(command, result)
 
     def _exchange(
@@ -270,7 +317,27 @@ class Client(Generic[BodyT]):
         return mux.exchange(commands, result)
 
     async def _reconnected_request(self, command: Command, result: Callable[[Event], T]) -> T:
-        return await (await self._reconnect()).request(command, result)
+        mux = await self._reconnect()
+        if retryable(command):
+            return await self._retried_request(mux, command, result)
+        return await mux.request(command, result)
+
+    async def _retried_request(
+        self, mux: Multiplexer, command: Command, result: Callable[[Event], T]
+    ) -> T:
+        """``mux.request``, sent once more on a new connection if the connection
+        broke before the reply (a :func:`~beanproto.adapter.retryable` command)."""
+        timed = isinstance(command, ReserveWithTimeout) and command.timeout > 0
+        started = anyio.current_time() if timed else 0.0
+        try:
+            return await mux.request(command, result)
+        except BrokenConnectionError:
+            if self._closing:
+                raise
+            if isinstance(command, ReserveWithTimeout) and timed:
+                left = command.timeout - (anyio.current_time() - started)
+                command = reserve_command(max(0.0, left))
+            return await (await self._reconnect()).request(command, result)
 
     async def _reconnected_exchange(
         self, commands: Sequence[Command], result: Callable[[list[Event]], T]
@@ -302,8 +369,7 @@ class Client(Generic[BodyT]):
                 stream = await self._opener()
             except Exception as exc:
                 raise self._attempt_failed(exc) from exc
-            body, command = self._limits
-            new = Multiplexer(stream, max_body_size=body, max_command_size=command)
+            new = self._multiplexer(stream)
             try:
                 if setup:
                     await new.exchange(setup, lambda events: batch_outcomes(setup, events, None))
@@ -324,8 +390,15 @@ class Client(Generic[BodyT]):
 
     def _attempt_failed(self, exc: Exception) -> BrokenConnectionError:
         self._failures += 1
-        self._retry_at = anyio.current_time() + reconnect_delay(self._failures)
-        log.debug("reconnecting to %s failed: %r", self._address, exc)
+        delay = reconnect_delay(self._failures)
+        self._retry_at = anyio.current_time() + delay
+        log.info(
+            "reconnecting to %s failed (attempt %d): %s; next attempt in %.1f s",
+            self._address,
+            self._failures,
+            exc,
+            delay,
+        )
         return BrokenConnectionError(f"reconnecting failed: {exc}")
 
     def _job(self, event: Event) -> Job[BodyT]:
@@ -585,6 +658,7 @@ def connect(
     tls: bool = False,
     ssl_context: ssl.SSLContext | None = None,
     reconnect: bool = False,
+    metrics: MetricsHooks | None = None,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     max_command_size: int = MAX_LINE_SIZE,
 ) -> AbstractAsyncContextManager[Client[bytes]]: ...
@@ -601,6 +675,7 @@ def connect(
     tls: bool = False,
     ssl_context: ssl.SSLContext | None = None,
     reconnect: bool = False,
+    metrics: MetricsHooks | None = None,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     max_command_size: int = MAX_LINE_SIZE,
 ) -> AbstractAsyncContextManager[Client[str]]: ...
@@ -617,6 +692,7 @@ def connect(
     tls: bool = False,
     ssl_context: ssl.SSLContext | None = None,
     reconnect: bool = False,
+    metrics: MetricsHooks | None = None,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     max_command_size: int = MAX_LINE_SIZE,
 ) -> AbstractAsyncContextManager[Client[Any]]: ...
@@ -632,6 +708,7 @@ def connect(
     tls: bool = False,
     ssl_context: ssl.SSLContext | None = None,
     reconnect: bool = False,
+    metrics: MetricsHooks | None = None,
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     max_command_size: int = MAX_LINE_SIZE,
 ) -> AbstractAsyncContextManager[Client[Any]]:
@@ -653,9 +730,18 @@ def connect(
     had; the calls in flight at the break raised and are never sent again.
     After a failed attempt the next waits 0.1 s, doubling up to 5 s; a call
     before then raises :class:`beanproto.BrokenConnectionError` at once.
-    ``aclose()`` stops it for good. The ``beanproto.client`` logger reports a
-    break (WARNING) and a reconnection (INFO). The first connection is not
-    retried. (:class:`Client` over a stream you give cannot reconnect.)
+    ``aclose()`` stops it for good. Exception: a read-only call (``stats``,
+    ``stats_tube``, ``stats_job``, the ``peek`` methods, ``tubes``, ``using``,
+    ``watching``) or a ``reserve`` whose connection broke before the reply is
+    retried once, at once, on a new connection (a reserve with a timeout waits
+    only the time it has left). Calls that change state (``put``, ``delete``,
+    ``release``, ...), ``reserve_job`` and the batches (``put_many``,
+    ``delete_many``, ``pipeline``) raise and are never sent again: a lost reply
+    leaves their fate unknown. The ``beanproto.client`` logger reports a
+    connection (DEBUG), a break (WARNING), a reconnection and a failed attempt
+    with the next one's delay (INFO); nothing per command. The first connection
+    is not retried. (:class:`Client` over a stream you give cannot reconnect.)
+    ``metrics`` is :class:`Client`'s, with the address as the server's name.
     """
     encoding = body_encoding(encoding, serializer)
     if watch is not None and not isinstance(watch, str):
@@ -674,6 +760,7 @@ def connect(
         tls,
         ssl_context,
         reconnect,
+        metrics,
         max_body_size,
         max_command_size,
     )
@@ -689,6 +776,7 @@ async def _connect(
     tls: bool,
     ssl_context: ssl.SSLContext | None,
     reconnect: bool,
+    metrics: MetricsHooks | None,
     max_body_size: int,
     max_command_size: int,
 ) -> AsyncIterator[Client[Any]]:
@@ -700,9 +788,11 @@ async def _connect(
             serializer=serializer,
             use=use,
             watch=watch,
+            metrics=metrics,
             max_body_size=max_body_size,
             max_command_size=max_command_size,
         )
+        client._name(describe(address))
     except BaseException:
         await anyio.aclose_forcefully(stream)
         raise
@@ -710,6 +800,7 @@ async def _connect(
         client._opener = functools.partial(_open_stream, address, tls, ssl_context)
         client._mux.announce = client._address
     async with client:
+        log.debug("connected to %s", client._server)
         yield client
 
 

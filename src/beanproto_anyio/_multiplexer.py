@@ -46,12 +46,20 @@ call was:
 Any other exception inside a call (``KeyboardInterrupt``, an exception raised by
 a signal handler) breaks the connection: the call cannot know how far it got.
 Breaking fails every call still waiting with :class:`BrokenConnectionError`.
+
+Metrics: a client given hooks uses :class:`MeasuredMultiplexer`, which
+overrides the three steps every call goes through (``_submit`` notes the time,
+``_wait`` reports the reply, ``_abandon`` reports a call given up on); the
+plain multiplexer has no check for them at all. A hook runs in the calling
+task; one that raises is an interrupted call (``_abandon`` breaks the
+connection, so a job in flight goes back).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Final, TypeVar
@@ -74,9 +82,10 @@ from beanproto import (
     Reserved,
     State,
 )
-from beanproto.adapter import blocks
+from beanproto.adapter import blocks, reply_word
+from beanproto.metrics import MetricsHooks
 
-__all__ = ["Multiplexer"]
+__all__ = ["MeasuredMultiplexer", "Multiplexer"]
 
 T = TypeVar("T")
 
@@ -491,3 +500,58 @@ class Multiplexer:
                         pass
         finally:
             await self._close_now()
+
+
+class MeasuredMultiplexer(Multiplexer):
+    """A multiplexer that reports every command to ``metrics``
+    (:meth:`beanproto.metrics.MetricsHooks.command`): the wire name, the reply's
+    first word (or ``BROKEN``, ``INTERRUPTED``), the seconds from its submission
+    (a batch's, for each command of a batch) to the moment its task has the
+    reply (``time.perf_counter``), and ``server``."""
+
+    __slots__ = ("_metrics", "_started", "server")
+
+    def __init__(
+        self,
+        stream: anyio.abc.ByteStream,
+        *,
+        metrics: MetricsHooks,
+        server: str,
+        max_body_size: int,
+        max_command_size: int,
+    ) -> None:
+        super().__init__(stream, max_body_size=max_body_size, max_command_size=max_command_size)
+        self._metrics = metrics
+        #: The server named in the reports.
+        self.server = server
+        self._started: dict[_Call, float] = {}  # the calls not reported yet
+
+    def _submit(self, commands: Sequence[Command], calls: list[_Call]) -> int:
+        size = super()._submit(commands, calls)
+        now = time.perf_counter()
+        started = self._started
+        for call in calls:
+            started[call] = now
+        return size
+
+    async def _wait(self, call: _Call) -> Event:
+        event = await super()._wait(call)
+        started = self._started.pop(call, None)
+        if started is not None:
+            duration = time.perf_counter() - started
+            self._metrics.command(call.command.verb, reply_word(event), duration, self.server)
+        return event
+
+    async def _abandon(self, call: _Call, exc: BaseException) -> None:
+        try:
+            await super()._abandon(call, exc)
+        finally:
+            started = self._started.pop(call, None)
+            if started is not None:
+                broken = isinstance(exc, (BrokenConnectionError, RemoteProtocolError))
+                self._metrics.command(
+                    call.command.verb,
+                    "BROKEN" if broken else "INTERRUPTED",
+                    time.perf_counter() - started,
+                    self.server,
+                )

@@ -43,7 +43,6 @@ from beanproto import (
     Put,
     Release,
     ReserveJob,
-    ReserveWithTimeout,
     ServerStats,
     Stats,
     StatsJob,
@@ -79,8 +78,9 @@ from beanproto.adapter import (
     using_tube,
     watch_count,
 )
+from beanproto.metrics import MetricsHooks
 
-from ._transport import SAME, Address, Transport
+from ._transport import Address, MeasuredTransport, Transport
 
 __all__ = ["Client"]
 
@@ -150,11 +150,32 @@ class Client(Generic[BodyT]):
     :class:`beanproto.InvalidArgument`), a broken connection is reopened by the
     next call, before it sends anything, with the used tube and watch list the
     broken one had; the call that was in flight at the break raised and is never
-    sent again. After a failed attempt the next waits 0.1 s, doubling up to 5 s;
-    a call before then raises :class:`beanproto.BrokenConnectionError` at once.
-    :meth:`close` stops it for good. The ``beanproto.client`` logger reports a
-    break (WARNING) and a reconnection (INFO). The first connection is not
-    retried: a server down at construction raises as without ``reconnect``.
+    sent again, except a read-only call (:meth:`stats`, :meth:`stats_tube`,
+    :meth:`stats_job`, the ``peek`` methods, :meth:`tubes`, :meth:`using`,
+    :meth:`watching`) or a :meth:`reserve`: whose connection broke before the
+    reply is retried once, at once, on a new connection (a reserve with a
+    timeout waits only the time it has left), and returns normally if that
+    works. Calls that change state (:meth:`put`, :meth:`delete`, :meth:`release`,
+    ...), :meth:`reserve_job` and the batches (:meth:`put_many`,
+    :meth:`delete_many`, :meth:`pipeline`) raise
+    :class:`beanproto.BrokenConnectionError` and are never sent again: a lost
+    reply leaves their fate unknown. After a failed attempt the next waits 0.1 s,
+    doubling up to 5 s; a call before then raises
+    :class:`beanproto.BrokenConnectionError` at once. :meth:`close` stops it for
+    good. The ``beanproto.client`` logger reports a connection (DEBUG), a break
+    (WARNING), a reconnection and a failed attempt with the next one's delay
+    (INFO); nothing per command. The first connection is not retried: a server
+    down at construction raises as without ``reconnect``.
+
+    Metrics: ``metrics`` (a :class:`beanproto.metrics.MetricsHooks`) has its
+    ``command`` hook called once per command sent, batches and the
+    ``use``/``watch`` of connecting included (a retried command counts twice:
+    ``BROKEN``, then its reply), with the wire name, the reply's first word
+    (``BROKEN`` if the connection failed first, ``INTERRUPTED`` for a timeout or
+    an interrupt), the seconds since the write, and the server as
+    :func:`beanproto.address.describe` writes it (``"socket"`` for a connected
+    socket). A hook that raises closes the connection, as an interrupt would.
+    Without ``metrics`` nothing is measured: not even the clock is read.
 
     Threads: a client may be shared by threads; their calls take turns (a
     ``threading.RLock``), so a waiting :meth:`reserve` holds up the others, as on
@@ -179,6 +200,7 @@ class Client(Generic[BodyT]):
         tls: bool = False,
         ssl_context: ssl.SSLContext | None = None,
         reconnect: bool = False,
+        metrics: MetricsHooks | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_command_size: int = MAX_LINE_SIZE,
     ) -> None: ...
@@ -196,6 +218,7 @@ class Client(Generic[BodyT]):
         tls: bool = False,
         ssl_context: ssl.SSLContext | None = None,
         reconnect: bool = False,
+        metrics: MetricsHooks | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_command_size: int = MAX_LINE_SIZE,
     ) -> None: ...
@@ -213,6 +236,7 @@ class Client(Generic[BodyT]):
         tls: bool = False,
         ssl_context: ssl.SSLContext | None = None,
         reconnect: bool = False,
+        metrics: MetricsHooks | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_command_size: int = MAX_LINE_SIZE,
     ) -> None: ...
@@ -229,6 +253,7 @@ class Client(Generic[BodyT]):
         tls: bool = False,
         ssl_context: ssl.SSLContext | None = None,
         reconnect: bool = False,
+        metrics: MetricsHooks | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_command_size: int = MAX_LINE_SIZE,
     ) -> None:
@@ -239,15 +264,18 @@ class Client(Generic[BodyT]):
             ssl_context = ssl.create_default_context()
         self._encoding = encoding
         self._serializer = serializer
-        self._transport = Transport(
-            address,
-            timeout=timeout,
-            max_body_size=max_body_size,
-            max_command_size=max_command_size,
-            setup=setup_commands(use, watch),  # invalid names raise before connecting
-            ssl_context=ssl_context,
-            reconnect=reconnect,
-        )
+        options: dict[str, Any] = {
+            "timeout": timeout,
+            "max_body_size": max_body_size,
+            "max_command_size": max_command_size,
+            "setup": setup_commands(use, watch),  # invalid names raise before connecting
+            "ssl_context": ssl_context,
+            "reconnect": reconnect,
+        }
+        if metrics is None:
+            self._transport = Transport(address, **options)
+        else:
+            self._transport = MeasuredTransport(address, metrics=metrics, **options)
         self._transport.open()
 
     def _job(self, event: Event) -> Job[BodyT]:
@@ -316,14 +344,8 @@ class Client(Generic[BodyT]):
         client's timeout.
         """
         command = reserve_command(timeout)
-        client_timeout = self._transport.timeout
-        wait: float | None = SAME
-        if client_timeout is not None:
-            if not isinstance(command, ReserveWithTimeout):
-                wait = None  # a plain reserve waits however long it takes
-            elif command.timeout:
-                wait = command.timeout + client_timeout
-        return self._transport.request(command, self._job, wait)
+        transport = self._transport
+        return transport.request(command, self._job, transport.reserve_wait(command))
 
     def reserve_job(self, id: int) -> Job[BodyT]:
         """Reserve job ``id`` whatever its tube or state (beanstalkd 1.12+)."""

@@ -36,11 +36,24 @@ again, and raises :class:`ConcurrentUseError` if the call is under way.
 Reconnecting (``reconnect=True``): a broken connection stays broken until the
 next call, which (under the lock, before it writes anything of its own) opens
 a new one whose setup is the used tube and watch list the broken one had
-confirmed. The call in flight at the break raised, and is never sent again: a
-``put`` whose reply was lost may have inserted its job. A failed attempt sets
-the time of the next (:func:`beanproto.adapter.reconnect_delay`); a call before
-then raises :class:`BrokenConnectionError` at once instead of sleeping.
-``close()`` ends it for good.
+confirmed. A call whose one command changes state and whose connection broke
+before its reply raised, and is never sent again: a ``put`` whose reply was lost
+may have inserted its job. A read-only command or a reserve
+(:func:`beanproto.adapter.retryable`) is sent once more instead, on a new
+connection opened at once under the same lock (a reserve with a timeout with
+the time it has left): every step of that retry is inside the exchange's
+``try``, so an interrupt there closes the connection as anywhere else. A
+failed attempt sets the time of the next
+(:func:`beanproto.adapter.reconnect_delay`); a call before then raises
+:class:`BrokenConnectionError` at once instead of sleeping. ``close()`` ends it
+for good.
+
+Metrics (``metrics=``): a client given hooks gets a :class:`MeasuredTransport`,
+which overrides the two methods every command goes through (``_run``, which
+writes and reads an exchange, and ``_deliver``, which takes a ``recv``'s
+replies) to read the clock and call the hooks; the plain transport has no check
+for them at all. Its hooks run inside the exchange's ``try``: one that raises
+is an interrupted exchange (the connection is closed, a job in flight goes back).
 """
 
 from __future__ import annotations
@@ -67,18 +80,24 @@ from beanproto import (
     InvalidArgument,
     Quit,
     RemoteProtocolError,
+    Reserve,
+    ReserveWithTimeout,
     State,
 )
 from beanproto.adapter import (
     batch_outcomes,
     reconnect_delay,
+    reply_word,
+    reserve_command,
     restore_commands,
+    retryable,
     set_tcp_options,
 )
 from beanproto.address import Address as _Address
 from beanproto.address import Resolved, describe, resolve_address
+from beanproto.metrics import MetricsHooks
 
-__all__ = ["SAME", "Address", "ConcurrentUseError", "Transport"]
+__all__ = ["SAME", "Address", "ConcurrentUseError", "MeasuredTransport", "Transport"]
 
 T = TypeVar("T")
 
@@ -192,6 +211,7 @@ class Transport:
         be opened twice)."""
         with self._lock:
             self._open(self._setup)
+        log.debug("connected to %s", self.description)
 
     def _open(self, setup: list[Command]) -> None:
         sock = self._connect()
@@ -230,8 +250,15 @@ class Transport:
             self._open(self._restore)
         except Exception as exc:
             self._failures += 1
-            self._retry_at = time.monotonic() + reconnect_delay(self._failures)
-            log.debug("reconnecting to %s failed: %r", self.description, exc)
+            delay = reconnect_delay(self._failures)
+            self._retry_at = time.monotonic() + delay
+            log.info(
+                "reconnecting to %s failed (attempt %d): %s; next attempt in %.1f s",
+                self.description,
+                self._failures,
+                exc,
+                delay,
+            )
             if isinstance(exc, BrokenConnectionError):
                 raise
             raise BrokenConnectionError(f"reconnecting failed: {exc}") from exc
@@ -272,8 +299,41 @@ class Transport:
         """Send ``command``, read its reply and return ``result(event)``.
 
         ``wait`` is how long the reply's first bytes may take (a reserve's
-        wait; :data:`SAME` keeps the timeout)."""
+        wait; :data:`SAME` keeps the timeout). With ``reconnect=True``, a
+        :func:`~beanproto.adapter.retryable` command whose connection broke
+        before its reply is sent once more on a new connection."""
+        if self._reconnect and retryable(command):
+            again = self._again(command, wait)
+            return self.exchange((command,), result, wait, single=True, again=again)
         return self.exchange((command,), result, wait, single=True)
+
+    def reserve_wait(self, command: Reserve | ReserveWithTimeout) -> float | None:
+        """The ``wait`` of a reserve: ``None`` (no socket timeout) for a plain
+        reserve, the reserve's timeout plus the client's for one with a timeout,
+        else :data:`SAME`."""
+        timeout = self.timeout
+        wait: float | None = SAME
+        if timeout is not None:
+            if not isinstance(command, ReserveWithTimeout):
+                wait = None  # a plain reserve waits however long it takes
+            elif command.timeout:
+                wait = command.timeout + timeout
+        return wait
+
+    def _again(
+        self, command: Command, wait: float | None
+    ) -> Callable[[], tuple[Command, float | None]]:
+        """What to send again after a break: the same command, or a reserve with
+        a timeout with the time it has left (0: a poll)."""
+        if not (isinstance(command, ReserveWithTimeout) and command.timeout):
+            return lambda: (command, wait)
+        started = time.monotonic()
+
+        def remaining() -> tuple[Command, float | None]:
+            left = reserve_command(max(0.0, command.timeout - (time.monotonic() - started)))
+            return left, self.reserve_wait(left)
+
+        return remaining
 
     def exchange(
         self,
@@ -282,9 +342,14 @@ class Transport:
         wait: float | None = SAME,
         *,
         single: bool = False,
+        again: Callable[[], tuple[Command, float | None]] | None = None,
     ) -> T:
         """Send ``commands`` (pipelined) and return ``result(events)``, one event
-        per command (``result(event)`` for the one command of a ``single``)."""
+        per command (``result(event)`` for the one command of a ``single``).
+
+        ``again`` (a single retryable command, ``reconnect=True``): if the
+        connection breaks before the reply, the command and wait it returns are
+        sent once on a new connection."""
         # Not `with self._lock`: leaving a with block runs code (its __exit__) after
         # the value is made, where an exception would lose it (and a job with
         # it). Here everything from taking the lock to giving it back is inside
@@ -304,7 +369,18 @@ class Transport:
                 if not self._reconnect or self._closed:
                     raise self._unusable()
                 self._reopen()
-            events = self._run(commands, wait)
+            try:
+                events = self._run(commands, wait)
+            except (BrokenConnectionError, OSError) as exc:
+                if again is None or self._closed or isinstance(exc, TimeoutError):
+                    raise
+                # The reply was lost with the connection: its command reads, or
+                # reserves (the server puts back a job reserved on a closed one).
+                self._interrupted(exc)
+                command, wait = again()
+                commands = (command,)
+                self._reopen()
+                events = self._run(commands, wait)
             value = result(events[0] if single else events)
             if self._conn.state is State.BROKEN:
                 # The replies were good, but the server spoke unasked after them:
@@ -534,3 +610,64 @@ def _wait_io(sock: socket.socket, deadline: float | None) -> None:
     poller.register(sock, select.POLLIN | select.POLLOUT)
     if not poller.poll(None if timeout is None else timeout * 1000):
         raise TimeoutError("timed out")
+
+
+def _failure(exc: BaseException) -> str:
+    """The outcome reported for a command whose reply did not come."""
+    if isinstance(exc, (BrokenConnectionError, RemoteProtocolError)) or (
+        isinstance(exc, OSError) and not isinstance(exc, TimeoutError)
+    ):
+        return "BROKEN"
+    return "INTERRUPTED"
+
+
+class MeasuredTransport(Transport):
+    """A transport that reports every command it sends to ``metrics``
+    (:meth:`beanproto.metrics.MetricsHooks.command`): the wire name, the reply's
+    first word (or ``BROKEN``, ``INTERRUPTED``), the seconds from the
+    exchange's write to that reply (``time.perf_counter``), and the server."""
+
+    __slots__ = ("_metrics", "_replies", "_server")
+
+    def __init__(self, address: Address | None, *, metrics: MetricsHooks, **kwargs: Any) -> None:
+        super().__init__(address, **kwargs)
+        self._metrics = metrics
+        self._server = "socket" if isinstance(address, socket.socket) else self.description
+        self._replies: list[tuple[str, float]] = []  # the current exchange's: word, time
+
+    def _run(self, commands: Sequence[Command], wait: float | None) -> list[Event]:
+        replies: list[tuple[str, float]] = []
+        self._replies = replies
+        start = time.perf_counter()
+        try:
+            events = super()._run(commands, wait)
+        except InvalidArgument:
+            raise  # refused by the core before anything was written
+        except BaseException as exc:
+            self._report(commands, replies, start, _failure(exc))
+            raise
+        self._report(commands, replies, start, "")
+        return events
+
+    def _report(
+        self,
+        commands: Sequence[Command],
+        replies: list[tuple[str, float]],
+        start: float,
+        failure: str,
+    ) -> None:
+        hook = self._metrics.command
+        server = self._server
+        end = time.perf_counter() if len(replies) < len(commands) else 0.0
+        for i, command in enumerate(commands):
+            word, at = replies[i] if i < len(replies) else (failure, end)
+            hook(command.verb, word, at - start, server)
+
+    def _deliver(self, data: bytes, events: list[Event], n: int) -> None:
+        before = len(events)
+        try:
+            super()._deliver(data, events, n)
+        finally:
+            if len(events) > before:
+                now = time.perf_counter()
+                self._replies.extend([(reply_word(e), now) for e in events[before:]])

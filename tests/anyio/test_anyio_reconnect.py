@@ -16,6 +16,7 @@ from anyio_helpers import HookedStream, anyio_backend  # noqa: F401
 
 import beanproto as bp
 from beanproto.adapter import reconnect_delay
+from beanproto.metrics import MetricsHooks
 from beanproto_anyio import Client, connect
 from conftest import restart_server
 
@@ -78,10 +79,11 @@ async def test_reconnects_with_use_and_watch_restored(
             await c.watch("y")
             await c.ignore("default")
             _kill(srv)
-            with pytest.raises(bp.BrokenConnectionError):
-                await c.stats()  # the call that finds the break raises
+            with pytest.raises(bp.BrokenConnectionError, match="reconnecting failed"):
+                await c.stats()  # retried at once, on a server still down
             assert c.closed
             restarted(srv)
+            await anyio.sleep(reconnect_delay(1))
             assert await c.using() == "x"
             assert not c.closed
             assert await c.watching() == ["y"]
@@ -91,8 +93,11 @@ async def test_reconnects_with_use_and_watch_restored(
     records = [(r.levelname, r.getMessage()) for r in caplog.records]
     host, port = srv.address
     assert records[0][0] == "WARNING" and f"{host}:{port} broke" in records[0][1]
-    assert ("INFO", f"reconnected to {host}:{port} (attempt 1)") in records
-    assert len(records) == 2  # closing is no break
+    assert records[1][0] == "INFO"
+    assert f"reconnecting to {host}:{port} failed (attempt 1)" in records[1][1]
+    assert records[1][1].endswith("next attempt in 0.1 s")
+    assert ("INFO", f"reconnected to {host}:{port} (attempt 2)") in records
+    assert len(records) == 3  # closing is no break
 
 
 async def test_a_put_in_flight_is_not_sent_again(
@@ -134,6 +139,7 @@ async def test_concurrent_calls_share_one_attempt(
             with pytest.raises(bp.BrokenConnectionError):
                 await c.stats()
             restarted(srv)
+            await anyio.sleep(reconnect_delay(1))
             del attempts[:]
             results: list[str] = []
 
@@ -298,3 +304,103 @@ async def test_a_batch_reconnects_too(fresh_server: Callable[..., Server]) -> No
             assert await c.using() == "default"
             assert [(await c.peek(i)).body for i in ids] == [b"a", b"b"]
             await c.delete_many(ids)
+
+
+class _Recorder(MetricsHooks):
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def command(self, name: str, outcome: str, duration: float, server: str) -> None:
+        self.calls.append((name, outcome))
+
+
+async def test_a_read_only_call_across_the_break_is_retried(
+    fresh_server: Callable[..., Server], restarted: Callable[[Server], Server], tube: str
+) -> None:
+    srv = fresh_server()
+    hooks = _Recorder()
+    with anyio.fail_after(10):
+        async with connect(srv.address, use=tube, reconnect=True, metrics=hooks) as c:
+            del hooks.calls[:]
+            _kill(srv)
+            new = restarted(srv)
+            async with connect(new.address, use=tube) as other:
+                await other.put(b"on the new server")
+            assert (await c.stats()).pid == new.pid  # the break is found, the call retried
+            assert (await c.peek_ready()).body == b"on the new server"  # the tube restored
+    assert hooks.calls == [
+        ("stats", "BROKEN"),
+        ("use", "USING"),
+        ("stats", "OK"),
+        ("peek-ready", "FOUND"),
+    ]
+
+
+async def test_a_reserve_across_the_break_is_retried(
+    fresh_server: Callable[..., Server], restarted: Callable[[Server], Server], tube: str
+) -> None:
+    srv = fresh_server()
+    with anyio.fail_after(10):
+        async with connect(srv.address, watch=tube, reconnect=True) as c:
+            _kill(srv)
+            new = restarted(srv)
+            async with connect(new.address, use=tube) as other:
+                job_id = await other.put(b"job")
+            job = await c.reserve(timeout=5)
+            assert (job.id, job.body) == (job_id, b"job")
+            await c.delete(job)
+            _kill(new)
+            restarted(new)
+            start = time.monotonic()
+            with pytest.raises(bp.TimedOutError):
+                await c.reserve(timeout=1)
+            assert time.monotonic() - start < 3
+
+
+async def test_a_put_across_the_break_is_not_sent_again(
+    fresh_server: Callable[..., Server], restarted: Callable[[Server], Server], tube: str
+) -> None:
+    srv = fresh_server()
+    with anyio.fail_after(10):
+        async with connect(srv.address, use=tube, reconnect=True) as c:
+            _kill(srv)
+            new = restarted(srv)
+            with pytest.raises(bp.BrokenConnectionError):
+                await c.put(b"lost")
+            async with connect(new.address) as observer:
+                assert (await observer.stats()).cmd_put == 0
+            await c.put(b"next")  # the call after reconnects
+            async with connect(new.address) as observer:
+                assert (await observer.stats()).total_jobs == 1
+                assert (await observer.stats_tube(tube)).current_jobs_ready == 1
+
+
+async def test_a_retry_is_made_once(fresh_server: Callable[..., Server]) -> None:
+    """A connection that breaks again on the retry: the call raises; a call that
+    changes state is not retried at all."""
+    srv = fresh_server()
+    with anyio.fail_after(10):
+        async with connect(srv.address, reconnect=True) as c:
+            real = c._opener
+            assert real is not None
+            opened: list[HookedStream] = []
+
+            async def breaking() -> Any:
+                stream = HookedStream(await real())
+
+                async def send(data: bytes) -> None:
+                    raise anyio.BrokenResourceError
+
+                stream.send_impl = send
+                opened.append(stream)
+                return stream
+
+            c._opener = breaking
+            await _break(c)
+            with pytest.raises(bp.BrokenConnectionError):
+                await c.stats()  # opened, broke: retried once, broke again
+            assert len(opened) == 2
+            await anyio.sleep(reconnect_delay(2))
+            with pytest.raises(bp.BrokenConnectionError):
+                await c.use("x")
+            assert len(opened) == 3

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import array
 import math
+import re
 import subprocess
 import sys
+import typing
 
 import pytest
 
@@ -19,8 +21,10 @@ from beanproto.adapter import (
     job_from_event,
     job_id,
     put_commands,
+    reply_word,
     reserve_command,
     reserves,
+    retryable,
     setup_commands,
 )
 
@@ -37,7 +41,9 @@ def test_public_names() -> None:
         "job_id",
         "put_commands",
         "reserve_command",
+        "reply_word",
         "reserves",
+        "retryable",
         "set_tcp_options",
         "setup_commands",
     } <= set(adapter.__all__)
@@ -203,3 +209,63 @@ def test_expect() -> None:
         expect(bp.ConnectionClosed(), bp.Deleted)
     with pytest.raises(bp.RemoteProtocolError):
         expect(bp.Deleted(), bp.Touched)  # a reply that is no error is not this one either
+
+
+def test_reply_word_names_every_reply() -> None:
+    """Every event a reply can become has its word: the class name in the
+    protocol's spelling, or ``OK`` for a payload."""
+    payloads = {bp.ServerStats, bp.JobStats, bp.TubeStats, bp.TubeList}
+    kinds = [k for k in typing.get_args(bp.Event) if k is not bp.ConnectionClosed]
+    assert len(kinds) > 20
+    for kind in kinds:
+        word = adapter._REPLY_WORDS[kind]
+        expected = "OK" if kind in payloads else re.sub(r"(?<!^)(?=[A-Z])", "_", kind.__name__)
+        assert word == expected.upper(), kind
+    # Each word a reply table row holds is one of them.
+    words = {reply.word.decode() for row in bp.REPLIES.values() for reply in row.values()}
+    assert words == set(adapter._REPLY_WORDS.values())
+
+
+def test_reply_word_of_events() -> None:
+    conn = bp.Connection()
+    conn.send(bp.Put(b"x"))
+    conn.send(bp.Delete(1))
+    conn.send(bp.ReserveWithTimeout(0))
+    conn.send(bp.Bury(1))
+    conn.receive_data(b"INSERTED 1\r\nNOT_FOUND\r\nTIMED_OUT\r\nBURIED\r\n")
+    events = [conn.next_event() for _ in range(4)]
+    assert [reply_word(e) for e in events] == ["INSERTED", "NOT_FOUND", "TIMED_OUT", "BURIED"]
+
+
+def test_retryable() -> None:
+    read_only = [
+        bp.Stats(),
+        bp.StatsTube("a"),
+        bp.StatsJob(1),
+        bp.Peek(1),
+        bp.PeekReady(),
+        bp.PeekDelayed(),
+        bp.PeekBuried(),
+        bp.ListTubes(),
+        bp.ListTubeUsed(),
+        bp.ListTubesWatched(),
+        bp.Reserve(),
+        bp.ReserveWithTimeout(5),
+    ]
+    assert all(retryable(c) for c in read_only)
+    changing = [
+        bp.Put(b"x"),
+        bp.Delete(1),
+        bp.Release(1),
+        bp.Bury(1),
+        bp.Touch(1),
+        bp.Kick(1),
+        bp.KickJob(1),
+        bp.PauseTube("a", 1),
+        bp.Use("a"),
+        bp.Watch("a"),
+        bp.Ignore("a"),
+        bp.ReserveJob(1),
+        bp.Quit(),
+    ]
+    assert not any(retryable(c) for c in changing)

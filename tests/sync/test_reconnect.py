@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import beanproto as bp
+import beanproto.metrics as bp_metrics
+import beanproto_sync._transport as transport_module
 from beanproto.adapter import reconnect_delay, restore_commands
 from beanproto_sync import Client
 from conftest import Server, restart_server
@@ -56,10 +58,11 @@ def test_reconnects_with_use_and_watch_restored(
         c.watch("y")
         c.ignore("default")
         _kill(srv)
-        with pytest.raises(bp.BrokenConnectionError):
-            c.stats()  # the call that finds the break raises
+        with pytest.raises(bp.BrokenConnectionError, match="reconnecting failed"):
+            c.stats()  # retried at once, on a server still down
         assert c.closed
         new = restarted(srv)
+        time.sleep(reconnect_delay(1))
         assert c.using() == "x"
         assert not c.closed
         assert c.watching() == ["y"]
@@ -72,7 +75,10 @@ def test_reconnects_with_use_and_watch_restored(
     records = [(r.levelname, r.getMessage()) for r in caplog.records]
     host, port = srv.address
     assert records[0][0] == "WARNING" and f"{host}:{port} broke" in records[0][1]
-    assert ("INFO", f"reconnected to {host}:{port} (attempt 1)") in records
+    assert records[1][0] == "INFO"
+    assert f"reconnecting to {host}:{port} failed (attempt 1)" in records[1][1]
+    assert records[1][1].endswith("next attempt in 0.1 s")
+    assert ("INFO", f"reconnected to {host}:{port} (attempt 2)") in records
 
 
 def test_a_put_in_flight_is_not_sent_again(
@@ -194,3 +200,92 @@ def test_without_reconnect_a_break_is_final(
         restarted(srv)
         with pytest.raises(bp.BrokenConnectionError):
             c.stats()
+
+
+class _Recorder(bp_metrics.MetricsHooks):
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def command(self, name: str, outcome: str, duration: float, server: str) -> None:
+        self.calls.append((name, outcome))
+
+
+def test_a_read_only_call_across_the_break_is_retried(
+    fresh_server: Callable[..., Server], restarted: Callable[[Server], Server], tube: str
+) -> None:
+    srv = fresh_server()
+    hooks = _Recorder()
+    with Client(srv.address, use=tube, reconnect=True, timeout=5, metrics=hooks) as c:
+        del hooks.calls[:]
+        _kill(srv)
+        new = restarted(srv)
+        with Client(new.address, use=tube) as other:
+            other.put(b"on the new server")
+        assert c.stats().pid == new.pid  # the break is found, and the call retried
+        assert c.peek_ready().body == b"on the new server"  # with the used tube restored
+    assert hooks.calls == [
+        ("stats", "BROKEN"),
+        ("use", "USING"),
+        ("stats", "OK"),
+        ("peek-ready", "FOUND"),
+    ]
+
+
+def test_a_reserve_across_the_break_is_retried(
+    fresh_server: Callable[..., Server], restarted: Callable[[Server], Server], tube: str
+) -> None:
+    srv = fresh_server()
+    with Client(srv.address, watch=tube, reconnect=True, timeout=5) as c:
+        _kill(srv)
+        new = restarted(srv)
+        with Client(new.address, use=tube) as other:
+            job_id = other.put(b"job")
+        job = c.reserve(timeout=5)
+        assert (job.id, job.body) == (job_id, b"job")
+        c.delete(job)
+        _kill(new)
+        restarted(new)
+        start = time.monotonic()
+        with pytest.raises(bp.TimedOutError):
+            c.reserve(timeout=1)
+        assert time.monotonic() - start < 3
+
+
+def test_a_put_across_the_break_is_not_sent_again(
+    fresh_server: Callable[..., Server], restarted: Callable[[Server], Server], tube: str
+) -> None:
+    srv = fresh_server()
+    with Client(srv.address, use=tube, reconnect=True, timeout=5) as c:
+        _kill(srv)
+        new = restarted(srv)
+        with pytest.raises(bp.BrokenConnectionError):
+            c.put(b"lost")
+        with Client(new.address) as observer:
+            assert observer.stats().cmd_put == 0
+        c.put(b"next")  # the call after reconnects
+        with Client(new.address) as observer:
+            assert observer.stats().total_jobs == 1
+            assert observer.stats_tube(tube).current_jobs_ready == 1
+
+
+def test_a_retry_is_made_once(
+    fresh_server: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection that breaks again on the retry: the call raises."""
+    srv = fresh_server()
+    with Client(srv.address, reconnect=True, timeout=5) as c:
+        runs = 0
+
+        def breaking(self: object, commands: object, wait: object) -> object:
+            nonlocal runs
+            runs += 1
+            raise bp.BrokenConnectionError("cut for the test")
+
+        monkeypatch.setattr(transport_module.Transport, "_run", breaking)
+        with pytest.raises(bp.BrokenConnectionError, match="cut for the test"):
+            c.stats()
+        assert runs == 2
+        runs = 0
+        with pytest.raises(bp.BrokenConnectionError, match="cut for the test"):
+            c.use("x")  # a call that changes state is not retried
+        assert runs == 1

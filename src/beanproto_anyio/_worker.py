@@ -181,7 +181,8 @@ class Worker(WorkerBase):
     connection to one of them that fails (or cannot be opened) is opened again
     in the background, with backoff, while the others serve. Jobs carry their
     server (:attr:`beanproto.Job.server`). ``metrics`` receives each job's
-    outcome (:meth:`beanproto.metrics.MetricsHooks.job`). Log lines go to the
+    outcome (:meth:`beanproto.metrics.MetricsHooks.job`) and each command
+    (:meth:`~beanproto.metrics.MetricsHooks.command`). Log lines go to the
     ``beanproto.worker`` logger, with the job's id and tube (and server, when
     there are several).
 
@@ -385,6 +386,7 @@ class Worker(WorkerBase):
                 watch=self._tubes,
                 encoding=self._encoding,
                 serializer=self._serializer,
+                metrics=self._metrics,
             ) as client:
                 opened = True
                 slot.client = client

@@ -72,6 +72,7 @@ from beanproto.adapter import (
     setup_commands,
 )
 from beanproto.address import Address, Resolved, describe, resolve_addresses
+from beanproto.metrics import MetricsHooks
 
 from ._client import Client
 
@@ -191,6 +192,7 @@ class Pool:
         ssl_context: ssl.SSLContext | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         max_command_size: int = MAX_LINE_SIZE,
+        metrics: MetricsHooks | None = None,
     ) -> None:
         encoding = body_encoding(encoding, serializer)
         if watch is not None and not isinstance(watch, str):
@@ -211,6 +213,7 @@ class Pool:
             "ssl_context": ssl_context,
             "max_body_size": max_body_size,
             "max_command_size": max_command_size,
+            "metrics": metrics,
         }
         self._used = DEFAULT_TUBE if use is None else use
         watched = [watch] if isinstance(watch, str) else watch

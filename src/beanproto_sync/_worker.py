@@ -89,7 +89,7 @@ from beanproto.worker import (
     report_job,
 )
 
-from ._transport import SAME, Transport
+from ._transport import SAME, MeasuredTransport, Transport
 
 __all__ = ["Worker"]
 
@@ -157,7 +157,8 @@ class Worker(WorkerBase):
     fails (or cannot be opened) is opened again in the background, with
     backoff, while the others serve. Jobs carry their server
     (:attr:`beanproto.Job.server`). ``metrics`` receives each job's outcome
-    (:meth:`beanproto.metrics.MetricsHooks.job`). ``handlers`` maps
+    (:meth:`beanproto.metrics.MetricsHooks.job`) and each command
+    (:meth:`~beanproto.metrics.MetricsHooks.command`). ``handlers`` maps
     tubes to handlers, like :meth:`add_handler`; ``timeout`` bounds each
     exchange with the server (seconds) but a reserve's wait. :meth:`stop`
     (from a signal handler or another thread) stops gracefully, with
@@ -261,14 +262,17 @@ class Worker(WorkerBase):
             run.request_stop(seconds)
 
     def _new_transport(self, address: Resolved) -> Transport:
-        """A connection to ``address``, not opened yet."""
-        return Transport(
-            address,
-            timeout=self._timeout,
-            max_body_size=DEFAULT_MAX_BODY_SIZE,
-            max_command_size=MAX_LINE_SIZE,
-            setup=setup_commands(None, self._handlers.tubes),
-        )
+        """A connection to ``address``, not opened yet (that reports each
+        command to the metrics hooks, if there are any)."""
+        options: dict[str, Any] = {
+            "timeout": self._timeout,
+            "max_body_size": DEFAULT_MAX_BODY_SIZE,
+            "max_command_size": MAX_LINE_SIZE,
+            "setup": setup_commands(None, self._handlers.tubes),
+        }
+        if self._metrics is None:
+            return Transport(address, **options)
+        return MeasuredTransport(address, metrics=self._metrics, **options)
 
 
 class _Slot:

@@ -268,3 +268,22 @@ async def test_killed_server_in_a_stream_of_puts(
     assert {body for body, server in placed.items() if server == _name(b)} == set(on_b)
     assert {body for body, server in placed.items() if server == _name(a)} <= set(on_a)
     assert set(on_a) - {body for body, s in placed.items() if s == _name(a)} <= set(unknown)
+
+
+async def test_metrics_hooks_see_each_servers_commands(
+    fresh_server: Callable[..., Server], tube: str
+) -> None:
+    from beanproto.metrics import MetricsHooks
+
+    seen: list[tuple[str, str, str]] = []
+
+    class Recorder(MetricsHooks):
+        def command(self, name: str, outcome: str, duration: float, server: str) -> None:
+            seen.append((name, outcome, server))
+
+    first, second = fresh_server(), fresh_server()
+    async with Pool([first.address, second.address], use=tube, metrics=Recorder()) as pool:
+        for _ in range(4):
+            await pool.put(b"x")
+    puts = [(o, s) for name, o, s in seen if name == "put"]
+    assert sorted(puts) == sorted([("INSERTED", _name(first)), ("INSERTED", _name(second))] * 2)

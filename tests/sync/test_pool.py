@@ -324,3 +324,22 @@ def test_interrupted_put_leaves_the_pool_usable(
         ref = pool.put(b"second")  # a new connection, with the pool's tube
         assert ref.server == _name(a)
         assert [pool.reserve(timeout=1).body for _ in range(2)] == [b"first", b"second"]
+
+
+def test_metrics_hooks_see_each_servers_commands(
+    fresh_server: Callable[..., Server], tube: str
+) -> None:
+    from beanproto.metrics import MetricsHooks
+
+    seen: list[tuple[str, str, str]] = []
+
+    class Recorder(MetricsHooks):
+        def command(self, name: str, outcome: str, duration: float, server: str) -> None:
+            seen.append((name, outcome, server))
+
+    first, second = fresh_server(), fresh_server()
+    with Pool([first.address, second.address], use=tube, metrics=Recorder()) as pool:
+        for _ in range(4):
+            pool.put(b"x")
+    puts = [(o, s) for name, o, s in seen if name == "put"]
+    assert sorted(puts) == sorted([("INSERTED", _name(first)), ("INSERTED", _name(second))] * 2)

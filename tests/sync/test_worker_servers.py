@@ -28,6 +28,10 @@ class Recorder(MetricsHooks):
     def __init__(self) -> None:
         self.jobs: list[tuple[str, str, bool, str]] = []
         self.durations: list[float] = []
+        self.commands: Counter[tuple[str, str]] = Counter()
+
+    def command(self, name: str, outcome: str, duration: float, server: str) -> None:
+        self.commands[name, outcome] += 1
 
     def job(self, tube: str, outcome: str, duration: float, *, failed: bool, server: str) -> None:
         self.jobs.append((tube, outcome, failed, server))
@@ -184,3 +188,9 @@ def test_metrics_hooks_see_each_job_outcome(server: Server, tube: str) -> None:
     assert counts[("touched", False)] >= 1
     assert len(recorder.jobs) == sum(counts.values())
     assert max(recorder.durations) >= 1.5
+    # The commands went through the hooks too: a delete per deleted job, ...
+    assert recorder.commands["delete", "DELETED"] == 3
+    assert recorder.commands["release", "RELEASED"] == 1
+    assert recorder.commands["bury", "BURIED"] == 2
+    assert recorder.commands["reserve-with-timeout", "RESERVED"] == 6
+    assert recorder.commands["touch", "TOUCHED"] >= 1

@@ -22,7 +22,7 @@ anywhere else). State changes before any ``await`` that closes something.
 
 A reserve over several servers polls: ``reserve-with-timeout 0`` on each
 server, from a rotating start, then a short pause that grows to
-:data:`POLL_MAX_PAUSE`, so no server is waited on while another has a job, and
+:data:`beanproto.pool.POLL_MAX_PAUSE`, so no server is waited on while another has a job, and
 no reserve ever holds a connection (other tasks' calls are not stuck behind it).
 No two reserves race for one caller, so no job is reserved twice for it. The job
 gets its server (:attr:`beanproto.Job.server`) with no checkpoint after the
@@ -31,11 +31,8 @@ client's answer, so a cancellation cannot come between them.
 
 from __future__ import annotations
 
-import itertools
-import logging
 import ssl
 import sys
-import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -69,31 +66,29 @@ from beanproto import (
 from beanproto.adapter import (
     Serializer,
     body_encoding,
-    reconnect_delay,
     reserve_command,
     setup_commands,
 )
 from beanproto.address import Address, Resolved, describe, resolve_addresses
 from beanproto.metrics import MetricsHooks
+from beanproto.pool import (
+    JobOrRef,
+    Placement,
+    ServerState,
+    locate,
+    logger,
+    poll_pauses,
+    reason,
+)
 
 from ._client import Client, connect
 
-__all__ = ["POLL_FIRST_PAUSE", "POLL_MAX_PAUSE", "Pool"]
+__all__ = ["Pool"]
 
 T = TypeVar("T")
 
-log = logging.getLogger("beanproto.pool")
-
-#: A reserve that found no job on any server waits this long before polling again...
-POLL_FIRST_PAUSE: Final = 0.01
-#: ...doubling up to this (seconds).
-POLL_MAX_PAUSE: Final = 0.5
-
 #: What says a connection (not the command) failed: the client is broken afterwards.
 _BROKEN: Final = (OSError, Error)
-
-#: What the per-job methods take: a job reserved or peeked through a pool, or a ref.
-JobOrRef = Job[Any] | JobRef
 
 
 class _Link:
@@ -119,16 +114,13 @@ class _Link:
         await self.context.__aexit__(None, None, None)
 
 
-class _Server:
-    __slots__ = ("address", "down", "failures", "link", "lock", "name", "retry_at")
+class _Server(ServerState):
+    __slots__ = ("address", "link", "lock")
 
     def __init__(self, address: Resolved) -> None:
+        super().__init__(describe(address))  # times: anyio.current_time()
         self.address = address
-        self.name = describe(address)
         self.link: _Link | None = None
-        self.down = False  # reported down (WARNING), not yet back (INFO)
-        self.failures = 0  # failed connection attempts in a row
-        self.retry_at = 0.0  # no attempt before this anyio.current_time()
         self.lock: anyio.Lock | None = None  # one connection attempt at a time
 
 
@@ -166,9 +158,9 @@ class Pool:
     __slots__ = (
         "_closed",
         "_options",
-        "_reserve_turn",
+        "_placement",
+        "_polling",
         "_servers",
-        "_turn",
         "_used",
         "_watched",
     )
@@ -211,8 +203,8 @@ class Pool:
             (DEFAULT_TUBE,) if watched is None else tuple(dict.fromkeys(watched))
         )
         self._servers = [_Server(a) for a in resolved]
-        self._turn = itertools.count()
-        self._reserve_turn = itertools.count()
+        self._placement = Placement(len(resolved))  # where puts go
+        self._polling = Placement(len(resolved))  # where a reserve looks first
         self._closed = False
 
     # -- links -----------------------------------------------------------------------
@@ -237,7 +229,7 @@ class Pool:
                     return link  # another task reconnected meanwhile
                 s.link = None  # a cancelled call broke it: reconnect at once
                 await link.aclose()
-            if anyio.current_time() < s.retry_at:
+            if not s.due(anyio.current_time()):
                 return None
             used, watched = self._used, self._watched
             context = connect(
@@ -249,40 +241,26 @@ class Pool:
             try:
                 client = await context.__aenter__()
             except _BROKEN as exc:
-                s.failures += 1
-                s.retry_at = anyio.current_time() + reconnect_delay(s.failures)
-                if not s.down:
-                    s.down = True
-                    log.warning("server %s is down: %s", s.name, _reason(exc))
-                else:
-                    log.debug("server %s: reconnecting failed: %s", s.name, _reason(exc))
+                s.connect_failed(anyio.current_time(), exc)
                 return None
             link = _Link(context, client, used, frozenset(watched))
             if self._closed:  # aclose() ran while this task connected
                 await link.aclose()
                 raise BrokenConnectionError("the pool was closed")
             s.link = link
-            s.failures, s.retry_at = 0, 0.0
-            if s.down:
-                s.down = False
-                log.info("server %s is back", s.name)
+            s.connected()
             return link
 
     async def _broke(self, s: _Server, link: _Link, exc: BaseException) -> BrokenConnectionError:
         """Drop a link whose call failed on the connection; return the error to raise."""
         if s.link is link:
             s.link = None
-        if not s.down:
-            s.down = True
-            log.warning("server %s went down: %s", s.name, _reason(exc))
+        error = s.broke(exc)
         await link.aclose()
-        return BrokenConnectionError(f"{s.name}: {_reason(exc)}")
+        return error
 
     def _down(self, s: _Server, what: str) -> BrokenConnectionError:
-        wait = max(0.0, s.retry_at - anyio.current_time())
-        return BrokenConnectionError(
-            f"{s.name} is down ({what}); next attempt to connect in {wait:.2f} s"
-        )
+        return s.down_error(anyio.current_time(), what)
 
     async def _sync_use(self, link: _Link) -> None:
         tube = self._used
@@ -315,28 +293,8 @@ class Pool:
             raise await self._broke(s, link, exc) from exc
 
     def _server_of(self, job_or_ref: JobOrRef) -> tuple[_Server, int]:
-        if isinstance(job_or_ref, Job):
-            name, id = job_or_ref.server, job_or_ref.id
-        elif isinstance(job_or_ref, tuple) and len(job_or_ref) == 2:
-            name, id = job_or_ref
-        else:
-            raise TypeError(
-                "a pool needs a Job or a JobRef (job ids are per server), "
-                f"not {type(job_or_ref).__name__}"
-            )
-        if name is None:
-            raise ValueError(f"job {id} has no server: it did not come from a pool")
-        for s in self._servers:
-            if s.name == name:
-                return s, id
-        raise ValueError(f"job {id}: {name!r} is not a server of this pool ({self._names()})")
-
-    def _for_key(self, key: str | bytes) -> _Server:
-        if isinstance(key, str):
-            key = key.encode()
-        elif not isinstance(key, bytes):
-            raise TypeError(f"key must be str or bytes, not {type(key).__name__}")
-        return self._servers[zlib.crc32(key) % len(self._servers)]
+        index, id = locate(job_or_ref, self.servers)
+        return self._servers[index], id
 
     async def _place(
         self, send: Callable[[Client[Any]], Awaitable[T]], key: str | bytes | None
@@ -344,12 +302,7 @@ class Pool:
         """Send a put (or a batch) to one server: the key's, else the next one up."""
         if self._closed:
             raise BrokenConnectionError("the pool was closed")
-        if key is not None:
-            candidates = [self._for_key(key)]
-        else:
-            n = len(self._servers)
-            start = next(self._turn) % n
-            candidates = [self._servers[(start + i) % n] for i in range(n)]
+        candidates = [self._servers[i] for i in self._placement.candidates(key)]
         draining: DrainingError | None = None
         for s in candidates:
             link = await self._link(s)
@@ -379,7 +332,7 @@ class Pool:
                 await self._broke(s, link, exc)
                 raise BrokenConnectionError(
                     f"{s.name}: the connection broke during a put, which may or may not "
-                    f"have inserted its job(s); not sent elsewhere ({_reason(exc)})"
+                    f"have inserted its job(s); not sent elsewhere ({reason(exc)})"
                 ) from exc
         if draining is not None:
             raise draining
@@ -418,7 +371,7 @@ class Pool:
         if down:
             if len(down) == len(self._servers):
                 raise BrokenConnectionError(f"every server is down: {self._names()}")
-            log.info("left out (down): %s", ", ".join(down))
+            logger.info("left out (down): %s", ", ".join(down))
         return out
 
     # -- producing -------------------------------------------------------------------
@@ -509,15 +462,13 @@ class Pool:
         """
         reserve_command(timeout)  # checks the timeout
         deadline = None if timeout is None else anyio.current_time() + timeout
-        pause = POLL_FIRST_PAUSE
-        n = len(self._servers)
+        pauses = poll_pauses()
         while True:
             if self._closed:
                 raise BrokenConnectionError("the pool was closed")
-            start = next(self._reserve_turn) % n
             up = 0
-            for i in range(n):
-                s = self._servers[(start + i) % n]
+            for i in self._polling.candidates():
+                s = self._servers[i]
                 link = await self._link(s)
                 if link is None:
                     continue
@@ -537,8 +488,8 @@ class Pool:
             left = None if deadline is None else deadline - anyio.current_time()
             if left is not None and left <= 0:
                 raise TimedOutError("no job came in time on any server")
+            pause = next(pauses)
             await anyio.sleep(pause if left is None else min(pause, left))
-            pause = min(pause * 2, POLL_MAX_PAUSE)
 
     async def reserve_job(self, job_or_ref: JobOrRef) -> Job[Any]:
         """Reserve a given job on its server (beanstalkd 1.12+)."""
@@ -719,10 +670,6 @@ def _state(s: _Server) -> str:
     if s.link is not None and not s.link.client.closed:
         return "up"
     return "down" if s.down else "idle"
-
-
-def _reason(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
 
 
 def _note(exc: BaseException, note: str) -> None:

@@ -19,7 +19,7 @@ never sent anywhere else).
 
 A reserve over several servers polls: ``reserve-with-timeout 0`` on each
 server, from a rotating start, then a short pause that grows to
-:data:`POLL_MAX_PAUSE`, so no server is waited on while another has a job. A
+:data:`beanproto.pool.POLL_MAX_PAUSE`, so no server is waited on while another has a job. A
 reserved job comes back through the transport in one step (the transport hands
 the value over in the line that releases its lock), with its server in
 :attr:`beanproto.Job.server`.
@@ -27,13 +27,10 @@ the value over in the line that releases its lock), with its server in
 
 from __future__ import annotations
 
-import itertools
-import logging
 import ssl
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, Final, TypeVar
@@ -67,32 +64,30 @@ from beanproto.adapter import (
     Serializer,
     body_encoding,
     job_from_event,
-    reconnect_delay,
     reserve_command,
     setup_commands,
 )
 from beanproto.address import Address, Resolved, describe, resolve_addresses
 from beanproto.metrics import MetricsHooks
+from beanproto.pool import (
+    JobOrRef,
+    Placement,
+    ServerState,
+    locate,
+    logger,
+    poll_pauses,
+    reason,
+)
 
 from ._client import Client
 
-__all__ = ["POLL_FIRST_PAUSE", "POLL_MAX_PAUSE", "Pool"]
+__all__ = ["Pool"]
 
 T = TypeVar("T")
-
-log = logging.getLogger("beanproto.pool")
-
-#: A reserve that found no job on any server waits this long before polling again...
-POLL_FIRST_PAUSE: Final = 0.01
-#: ...doubling up to this (seconds).
-POLL_MAX_PAUSE: Final = 0.5
 
 #: What says a connection (not the command) failed: the client is broken afterwards.
 _BROKEN: Final = (OSError, Error)
 _POLL: Final = ReserveWithTimeout(0)
-
-#: What the per-job methods take: a job reserved or peeked through a pool, or a ref.
-JobOrRef = Job[Any] | JobRef
 
 
 class _Link:
@@ -106,16 +101,13 @@ class _Link:
         self.watched = watched
 
 
-class _Server:
-    __slots__ = ("address", "down", "failures", "link", "lock", "name", "retry_at")
+class _Server(ServerState):
+    __slots__ = ("address", "link", "lock")
 
     def __init__(self, address: Resolved) -> None:
+        super().__init__(describe(address))  # times: time.monotonic()
         self.address = address
-        self.name = describe(address)
         self.link: _Link | None = None
-        self.down = False  # reported down (WARNING), not yet back (INFO)
-        self.failures = 0  # failed connection attempts in a row
-        self.retry_at = 0.0  # no attempt before this time.monotonic()
         self.lock = threading.RLock()  # one connection attempt at a time
 
 
@@ -172,9 +164,9 @@ class Pool:
     __slots__ = (
         "_closed",
         "_options",
-        "_reserve_turn",
+        "_placement",
+        "_polling",
         "_servers",
-        "_turn",
         "_used",
         "_watched",
     )
@@ -221,8 +213,8 @@ class Pool:
             (DEFAULT_TUBE,) if watched is None else tuple(dict.fromkeys(watched))
         )
         self._servers = [_Server(a) for a in resolved]
-        self._turn = itertools.count()
-        self._reserve_turn = itertools.count()
+        self._placement = Placement(len(resolved))  # where puts go
+        self._polling = Placement(len(resolved))  # where a reserve looks first
         self._closed = False
         try:
             up = [self._link(s) for s in self._servers]
@@ -252,7 +244,7 @@ class Pool:
                     return link  # another thread reconnected meanwhile
                 s.link = None  # an interrupted call closed it: reconnect at once
                 link.client.close()
-            if time.monotonic() < s.retry_at:
+            if not s.due(time.monotonic()):
                 return None
             used, watched = self._used, self._watched
             try:
@@ -263,37 +255,23 @@ class Pool:
                     **self._options,
                 )
             except _BROKEN as exc:
-                s.failures += 1
-                s.retry_at = time.monotonic() + reconnect_delay(s.failures)
-                if not s.down:
-                    s.down = True
-                    log.warning("server %s is down: %s", s.name, _reason(exc))
-                else:
-                    log.debug("server %s: reconnecting failed: %s", s.name, _reason(exc))
+                s.connect_failed(time.monotonic(), exc)
                 return None
             link = _Link(client, used, frozenset(watched))
             s.link = link
-            s.failures, s.retry_at = 0, 0.0
-            if s.down:
-                s.down = False
-                log.info("server %s is back", s.name)
+            s.connected()
             return link
 
     def _broke(self, s: _Server, link: _Link, exc: BaseException) -> BrokenConnectionError:
         """Drop a link whose call failed on the connection; return the error to raise."""
         if s.link is link:
             s.link = None
-        if not s.down:
-            s.down = True
-            log.warning("server %s went down: %s", s.name, _reason(exc))
+        error = s.broke(exc)
         link.client.close()
-        return BrokenConnectionError(f"{s.name}: {_reason(exc)}")
+        return error
 
     def _down(self, s: _Server, what: str) -> BrokenConnectionError:
-        wait = max(0.0, s.retry_at - time.monotonic())
-        return BrokenConnectionError(
-            f"{s.name} is down ({what}); next attempt to connect in {wait:.2f} s"
-        )
+        return s.down_error(time.monotonic(), what)
 
     def _sync_use(self, link: _Link) -> None:
         tube = self._used
@@ -326,39 +304,14 @@ class Pool:
             raise self._broke(s, link, exc) from exc
 
     def _server_of(self, job_or_ref: JobOrRef) -> tuple[_Server, int]:
-        if isinstance(job_or_ref, Job):
-            name, id = job_or_ref.server, job_or_ref.id
-        elif isinstance(job_or_ref, tuple) and len(job_or_ref) == 2:
-            name, id = job_or_ref
-        else:
-            raise TypeError(
-                "a pool needs a Job or a JobRef (job ids are per server), "
-                f"not {type(job_or_ref).__name__}"
-            )
-        if name is None:
-            raise ValueError(f"job {id} has no server: it did not come from a pool")
-        for s in self._servers:
-            if s.name == name:
-                return s, id
-        raise ValueError(f"job {id}: {name!r} is not a server of this pool ({self._names()})")
-
-    def _for_key(self, key: str | bytes) -> _Server:
-        if isinstance(key, str):
-            key = key.encode()
-        elif not isinstance(key, bytes):
-            raise TypeError(f"key must be str or bytes, not {type(key).__name__}")
-        return self._servers[zlib.crc32(key) % len(self._servers)]
+        index, id = locate(job_or_ref, self.servers)
+        return self._servers[index], id
 
     def _place(self, send: Callable[[Client[Any]], T], key: str | bytes | None) -> tuple[str, T]:
         """Send a put (or a batch) to one server: the key's, else the next one up."""
         if self._closed:
             raise BrokenConnectionError("the pool was closed")
-        if key is not None:
-            candidates = [self._for_key(key)]
-        else:
-            n = len(self._servers)
-            start = next(self._turn) % n
-            candidates = [self._servers[(start + i) % n] for i in range(n)]
+        candidates = [self._servers[i] for i in self._placement.candidates(key)]
         draining: DrainingError | None = None
         for s in candidates:
             link = self._link(s)
@@ -388,7 +341,7 @@ class Pool:
                 self._broke(s, link, exc)
                 raise BrokenConnectionError(
                     f"{s.name}: the connection broke during a put, which may or may not "
-                    f"have inserted its job(s); not sent elsewhere ({_reason(exc)})"
+                    f"have inserted its job(s); not sent elsewhere ({reason(exc)})"
                 ) from exc
         if draining is not None:
             raise draining
@@ -423,7 +376,7 @@ class Pool:
         if down:
             if len(down) == len(self._servers):
                 raise BrokenConnectionError(f"every server is down: {self._names()}")
-            log.info("left out (down): %s", ", ".join(down))
+            logger.info("left out (down): %s", ", ".join(down))
         return out
 
     # -- producing -------------------------------------------------------------------
@@ -511,15 +464,13 @@ class Pool:
         """
         reserve_command(timeout)  # checks the timeout
         deadline = None if timeout is None else time.monotonic() + timeout
-        pause = POLL_FIRST_PAUSE
-        n = len(self._servers)
+        pauses = poll_pauses()
         while True:
             if self._closed:
                 raise BrokenConnectionError("the pool was closed")
-            start = next(self._reserve_turn) % n
             up = 0
-            for i in range(n):
-                s = self._servers[(start + i) % n]
+            for i in self._polling.candidates():
+                s = self._servers[i]
                 link = self._link(s)
                 if link is None:
                     continue
@@ -539,8 +490,8 @@ class Pool:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise TimedOutError("no job came in time on any server")
+            pause = next(pauses)
             time.sleep(pause if left is None else min(pause, left))
-            pause = min(pause * 2, POLL_MAX_PAUSE)
 
     def _reserved(self, name: str) -> Callable[[Event], Job[Any]]:
         encoding, serializer = self._options["encoding"], self._options["serializer"]
@@ -703,10 +654,6 @@ def _state(s: _Server) -> str:
     if s.link is not None and not s.link.client.closed:
         return "up"
     return "down" if s.down else "idle"
-
-
-def _reason(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
 
 
 def _note(exc: BaseException, note: str) -> None:

@@ -800,7 +800,7 @@ async def _connect(
         client._opener = functools.partial(_open_stream, address, tls, ssl_context)
         client._mux.announce = client._address
     async with client:
-        log.debug("connected to %s", client._server)
+        log.info("connected to %s", client._server)
         yield client
 
 

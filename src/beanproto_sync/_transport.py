@@ -211,7 +211,7 @@ class Transport:
         be opened twice)."""
         with self._lock:
             self._open(self._setup)
-        log.debug("connected to %s", self.description)
+        log.info("connected to %s", self.description)
 
     def _open(self, setup: list[Command]) -> None:
         sock = self._connect()

@@ -226,7 +226,7 @@ async def test_logging(
                 await c.put(b"lost")
     records = [(r.levelname, r.getMessage()) for r in caplog.records]
     name = _server_name(srv)
-    assert records[0] == ("DEBUG", f"connected to {name}")
+    assert records[0] == ("INFO", f"connected to {name}")
     assert records[1][0] == "WARNING"
     assert records[1][1].startswith(f"connection to {name} broke: ")
     assert len(records) == 2

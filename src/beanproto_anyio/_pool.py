@@ -51,12 +51,15 @@ from beanproto import (
     Connection,
     DrainingError,
     Error,
+    Event,
     InvalidArgument,
     Job,
     JobRef,
     JobStats,
     NotFoundError,
     NotIgnoredError,
+    ReserveJob,
+    ReserveWithTimeout,
     ServerStats,
     TimedOutError,
     TubeStats,
@@ -66,6 +69,7 @@ from beanproto import (
 from beanproto.adapter import (
     Serializer,
     body_encoding,
+    job_from_event,
     reserve_command,
     setup_commands,
 )
@@ -86,6 +90,8 @@ from ._client import Client, connect
 __all__ = ["Pool"]
 
 T = TypeVar("T")
+
+_POLL: Final = ReserveWithTimeout(0)
 
 #: What says a connection (not the command) failed: the client is broken afterwards.
 _BROKEN: Final = (OSError, Error)
@@ -474,8 +480,9 @@ class Pool:
                     continue
                 try:
                     await self._sync_watch(link)
-                    job = await link.client.reserve(0)
-                    return Job(job.id, job.body, s.name)  # no checkpoint since the reply
+                    # Through the client's request, which hands the job over in
+                    # one step: no line runs between its reply and this return.
+                    return await link.client._request(_POLL, self._reserved(s.name))
                 except TimedOutError:
                     up += 1
                 except _BROKEN as exc:
@@ -494,8 +501,15 @@ class Pool:
     async def reserve_job(self, job_or_ref: JobOrRef) -> Job[Any]:
         """Reserve a given job on its server (beanstalkd 1.12+)."""
         s, id = self._server_of(job_or_ref)
-        job = await self._on(s, lambda link: link.client.reserve_job(id), "reserve-job")
-        return Job(job.id, job.body, s.name)
+        return await self._on(
+            s,
+            lambda link: link.client._request(ReserveJob(id), self._reserved(s.name)),
+            "reserve-job",
+        )
+
+    def _reserved(self, name: str) -> Callable[[Event], Job[Any]]:
+        encoding, serializer = self._options["encoding"], self._options["serializer"]
+        return lambda event: job_from_event(event, encoding, serializer, name)
 
     async def delete(self, job_or_ref: JobOrRef) -> None:
         """Delete a job on its server (a :class:`beanproto.Job` or a :class:`beanproto.JobRef`)."""

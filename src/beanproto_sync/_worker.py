@@ -352,6 +352,10 @@ class _Run:
         #: Set when stopping, from threads other than the main one (a signal
         #: handler must not take the lock an Event holds while it is set).
         self.stopped = threading.Event()
+        #: Wakes the thread in run(): a slot ended, or stop() came from another thread.
+        self.wake = threading.Event()
+        #: The slots whose thread is done (``set.add`` is atomic).
+        self.ended: set[int] = set()
         self.error: BaseException | None = None
         self.slots: list[_Slot] = []
         self.monitor_done = threading.Event()
@@ -365,6 +369,7 @@ class _Run:
         self.stopping = True
         if threading.current_thread() is not threading.main_thread():
             self.stopped.set()
+            self.wake.set()
 
     def fail(self, error: BaseException) -> None:
         """A slot or the monitor cannot go on: stop gracefully, then raise ``error``."""
@@ -393,8 +398,11 @@ class _Run:
                 )
                 threads.append(slot.thread)
                 slot.thread.start()
-            while not self.stopping and any(t.is_alive() for t in threads[1:]):
-                self.stopped.wait(_POLL)
+            while True:
+                self.wake.clear()  # before looking: a wake-up after this is kept
+                if self.stopping or len(self.ended) == len(self.slots):
+                    break
+                self.wake.wait(_POLL)  # a signal handler's stop() is seen within _POLL
             self.shut_down()
         except BaseException:
             # This thread was interrupted: give every job back at once.
@@ -459,6 +467,8 @@ class _Run:
         finally:
             slot.transport.close()
             slot.state = _IDLE
+            self.ended.add(id(slot))
+            self.wake.set()
 
     def serve(self, slot: _Slot) -> bool:
         """Run the slot's loop until it ends (``True``), or until its connection

@@ -66,7 +66,10 @@ Address: TypeAlias = tuple[str, int] | Sequence[str | int] | str | os.PathLike[s
 Resolved: TypeAlias = tuple[str, int] | str
 
 _FORMS: Final = "expected host:port, beanstalk://host:port, unix:/path or unix:///path"
-_ONE: Final = "one address expected, not a list (resolve_addresses() takes several)"
+_ONE: Final = (
+    "one address expected, not a list: a client connects to one server "
+    "(a Pool or a Worker takes several; resolve_addresses() reads them)"
+)
 
 
 class AddressError(ValueError):
@@ -101,6 +104,8 @@ def resolve_address(address: Address | None = None) -> Resolved:
             raise AddressError(f"{address!r}: a Unix socket path must be a non-empty str path")
         return path
     if isinstance(address, Sequence) and not isinstance(address, (bytes, bytearray)):
+        if _several(address):
+            raise AddressError(f"{address!r}: {_ONE}")
         if len(address) != 2:
             raise AddressError(f"{address!r}: expected (host, port)")
         host, port = address
@@ -113,6 +118,18 @@ def resolve_address(address: Address | None = None) -> Resolved:
         "address must be (host, port), a Unix socket path or an address string, "
         f"not {type(address).__name__}"
     )
+
+
+def _several(items: Sequence[object]) -> bool:
+    """Whether a sequence given as one address is a list of addresses: a list
+    of them, or a tuple of pairs or paths (``("h", "11300")`` is a bad pair)."""
+    kinds: tuple[type, ...] = (tuple, list, os.PathLike)
+    if isinstance(items, list):
+        kinds = (str, *kinds)
+    port = items[1] if len(items) == 2 else None
+    if isinstance(port, str) and port.isdigit():
+        return False
+    return bool(items) and all(isinstance(i, kinds) for i in items)
 
 
 def parse_address(text: str) -> Resolved:

@@ -73,8 +73,18 @@ def test_a_bad_string_is_named() -> None:
     "text", ["h1:11300,h2", "beanstalk://h1,beanstalk://h2", "unix:///a,unix:///b", "/a,b"]
 )
 def test_one_address_refuses_a_list(text: str) -> None:
-    with pytest.raises(AddressError, match=r"not a list \(resolve_addresses\(\) takes several\)"):
+    several = r"not a list: a client connects to one server \(a Pool or a Worker takes several"
+    with pytest.raises(AddressError, match=several):
         resolve_address(text)
+    with pytest.raises(AddressError, match=several):
+        resolve_address(text.split(","))  # type: ignore[arg-type]
+
+
+def test_a_pair_with_a_port_in_a_str_is_no_list() -> None:
+    with pytest.raises(AddressError, match="the port must be an int from 1 to 65535"):
+        resolve_address(("h", "11300"))  # type: ignore[arg-type]
+    with pytest.raises(AddressError, match="not a list"):
+        resolve_address([("h1", 1), ("h2", 2)])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

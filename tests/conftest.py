@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -142,15 +143,16 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
-        if self.process.stderr:
-            self.process.stderr.close()
+        _close_log(self.process)
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], target: str | tuple[str, int]) -> None:
     deadline = time.monotonic() + 10
     while True:
         if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            log = _LOGS[proc.pid]
+            log.seek(0)
+            err = log.read().decode(errors="replace")
             raise RuntimeError(f"beanstalkd exited with {proc.returncode}: {err}")
         family = socket.AF_UNIX if isinstance(target, str) else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as s:
@@ -167,19 +169,36 @@ def _wait_ready(proc: subprocess.Popen[bytes], target: str | tuple[str, int]) ->
         time.sleep(0.02)
 
 
+#: Each server's standard error, by PID: a temporary file, never a pipe. A pipe
+#: nobody reads fills up (64 KiB of beanstalkd's warnings about connections that
+#: closed mid-command) and then blocks the server in its next write, for good.
+_LOGS: dict[int, IO[bytes]] = {}
+
+
+def _close_log(proc: subprocess.Popen[bytes]) -> None:
+    log = _LOGS.pop(proc.pid, None)
+    if log is not None:
+        log.close()
+
+
 def launch(args: list[str], target: str | tuple[str, int]) -> subprocess.Popen[bytes]:
     """Start beanstalkd with ``args`` and wait until it answers at ``target``. On any
-    failure the process is killed and its stderr pipe closed (an open pipe left to the
+    failure the process is killed and its log file closed (an open file left to the
     garbage collector is a ``ResourceWarning``, which fails whatever test is running)."""
-    proc = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the server's life
+    try:
+        proc = subprocess.Popen(args, stderr=log, stdout=subprocess.DEVNULL)
+    except BaseException:
+        log.close()
+        raise
+    _LOGS[proc.pid] = log
     try:
         _wait_ready(proc, target)
     except BaseException:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        _close_log(proc)
         raise
     return proc
 

@@ -24,7 +24,6 @@ BrokenConnectionError, and a new client works at once.
 from __future__ import annotations
 
 import random
-import subprocess
 import sys
 import threading
 import time
@@ -43,7 +42,7 @@ import beanproto_anyio
 if sys.version_info < (3, 11):
     pass
 from beanproto_sync import Client
-from conftest import Server, _wait_ready, beanstalkd_binary, new_tube_name, start_server
+from conftest import Server, beanstalkd_binary, launch, new_tube_name, start_server
 
 SEEDS = range(50)
 TIMEOUT = 0.4
@@ -292,24 +291,13 @@ def _restart(server: Server) -> Server:
     port = server.port
     assert port is not None
     server.process.kill()
-    server.process.wait()
-    if server.process.stderr:
-        server.process.stderr.close()
+    server.stop()  # reaps it and closes its log
     deadline = time.monotonic() + 10
     while True:
-        proc = subprocess.Popen(
-            [beanstalkd_binary(), "-l", "127.0.0.1", "-p", str(port)],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-        )
         try:
-            _wait_ready(proc, ("127.0.0.1", port))
+            proc = launch([beanstalkd_binary(), "-l", "127.0.0.1", "-p", str(port)], server.address)
             return Server(proc, "127.0.0.1", port)
         except RuntimeError:
-            proc.kill()
-            proc.wait()
-            if proc.stderr:
-                proc.stderr.close()
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)

@@ -59,8 +59,7 @@ def _running(i: int) -> bool:
 def _revive(i: int) -> None:
     if not _running(i):
         old = _servers[i]
-        if old.process.stderr:
-            old.process.stderr.close()
+        old.stop()  # it is dead: this closes its log
         _servers[i] = restart_server(old)
 
 

@@ -101,7 +101,7 @@ class _Link:
     """One connected client (and its ``connect`` context) and the tubes its
     connection has confirmed."""
 
-    __slots__ = ("client", "context", "used", "watched")
+    __slots__ = ("client", "closing", "context", "used", "watched")
 
     def __init__(
         self,
@@ -114,8 +114,14 @@ class _Link:
         self.client = client
         self.used = used
         self.watched = watched
+        self.closing = False
 
     async def aclose(self) -> None:
+        """Close the client once: tasks whose calls broke on the same link all
+        drop it, and the connect context's exit must not run twice at once."""
+        if self.closing:
+            return
+        self.closing = True
         # The client's aclose() always closes the stream, even when cancelled.
         await self.context.__aexit__(None, None, None)
 

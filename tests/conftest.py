@@ -35,6 +35,10 @@ from typing import IO
 import pytest
 from hypothesis import HealthCheck, settings
 
+import beanproto
+import beanproto_sync
+from beanproto.address import describe
+
 settings.register_profile(
     "ci",
     max_examples=200,
@@ -131,8 +135,18 @@ class Server:
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def name(self) -> str:
+        """The server as pools and workers name it (``Job.server``)."""
+        return describe(self.address)
+
     def signal(self, sig: int) -> None:
         os.kill(self.process.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL, and wait until it is gone (``restart_server`` can then take its port)."""
+        self.signal(signal.SIGKILL)
+        self.process.wait(5)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -245,6 +259,43 @@ def restart_server(srv: Server) -> Server:
     assert srv.port is not None and srv.process.poll() is not None
     args = [beanstalkd_binary(), "-l", "127.0.0.1", "-p", str(srv.port), *srv.flags]
     return Server(launch(args, srv.address), srv.host, srv.port, flags=srv.flags)
+
+
+@pytest.fixture
+def restarted() -> Iterator[Callable[[Server], Server]]:
+    """Restart a killed server on its port; the new ones are stopped after the test."""
+    started: list[Server] = []
+
+    def restart(srv: Server) -> Server:
+        new = restart_server(srv)
+        started.append(new)
+        return new
+
+    yield restart
+    for srv in started:
+        srv.stop()
+
+
+def ready_count(srv: Server, tube: str) -> int:
+    """How many jobs of ``tube`` are ready on ``srv`` (0 for a tube it does not have)."""
+    with beanproto_sync.Client(srv.address, timeout=5) as c:
+        try:
+            return c.stats_tube(tube).current_jobs_ready
+        except beanproto.NotFoundError:
+            return 0
+
+
+def drain_bodies(srv: Server, tube: str) -> list[bytes]:
+    """Every ready body of ``tube`` on ``srv``, in reserve order (deleted)."""
+    bodies = []
+    with beanproto_sync.Client(srv.address, watch=tube, timeout=5) as c:
+        while True:
+            try:
+                job = c.reserve(timeout=0)
+            except beanproto.TimedOutError:
+                return bodies
+            bodies.append(job.body)
+            c.delete(job)
 
 
 @pytest.fixture(scope="session")

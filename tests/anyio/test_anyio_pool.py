@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import inspect
 import logging
-import signal
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import anyio
 import pytest
@@ -18,57 +17,11 @@ from anyio_helpers import anyio_backend  # noqa: F401
 
 import beanproto as bp
 import beanproto_sync
-from beanproto.address import describe
 from beanproto_anyio import Pool
 from beanproto_sync import Client
-from conftest import Server, free_port, restart_server
+from conftest import Server, drain_bodies, free_port, ready_count
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def restarted() -> Iterator[Callable[[Server], Server]]:
-    """Restart a killed server on its port; the new ones are stopped after the test."""
-    started: list[Server] = []
-
-    def restart(srv: Server) -> Server:
-        new = restart_server(srv)
-        started.append(new)
-        return new
-
-    yield restart
-    for srv in started:
-        srv.stop()
-
-
-def _kill(srv: Server) -> None:
-    srv.signal(signal.SIGKILL)
-    srv.process.wait(5)
-
-
-def _name(srv: Server) -> str:
-    return describe(srv.address)
-
-
-def _ready(srv: Server, tube: str) -> int:
-    with Client(srv.address, timeout=5) as c:
-        try:
-            return c.stats_tube(tube).current_jobs_ready
-        except bp.NotFoundError:
-            return 0
-
-
-def _drain(srv: Server, tube: str) -> list[bytes]:
-    """Every ready body of ``tube`` on ``srv``, in reserve order (deleted)."""
-    bodies = []
-    with Client(srv.address, watch=tube, timeout=5) as c:
-        while True:
-            try:
-                job = c.reserve(timeout=0)
-            except bp.TimedOutError:
-                return bodies
-            bodies.append(job.body)
-            c.delete(job)
 
 
 def _methods(cls: type) -> dict[str, object]:
@@ -102,13 +55,13 @@ def test_the_pools_are_twins() -> None:
 async def test_round_robin_and_batches(fresh_server: Callable[..., Server], tube: str) -> None:
     a, b = fresh_server(), fresh_server()
     async with Pool([a.address, b.address], use=tube) as pool:
-        assert pool.servers == [_name(a), _name(b)]
+        assert pool.servers == [a.name, b.name]
         refs = [await pool.put(b"x%d" % i) for i in range(10)]
-        assert {r.server for r in refs} == {_name(a), _name(b)}
+        assert {r.server for r in refs} == {a.name, b.name}
         batch = await pool.put_many([b"1", b"2", b"3"])
         assert len({r.server for r in batch}) == 1
         assert await pool.put_many([]) == []
-    assert sorted([_ready(a, tube), _ready(b, tube)]) == [5, 8]
+    assert sorted([ready_count(a, tube), ready_count(b, tube)]) == [5, 8]
 
 
 async def test_keyed_puts_stay_on_one_server_in_order(
@@ -120,9 +73,9 @@ async def test_keyed_puts_stay_on_one_server_in_order(
         for round_ in range(3):
             for key in keys:
                 ref = await pool.put(f"{key}/{round_}".encode(), key=key)
-                assert ref.server == _name(servers[zlib.crc32(key.encode()) % 2])
+                assert ref.server == servers[zlib.crc32(key.encode()) % 2].name
     for srv in servers:
-        bodies = [body.decode() for body in _drain(srv, tube)]
+        bodies = [body.decode() for body in drain_bodies(srv, tube)]
         for key in {body.split("/")[0] for body in bodies}:
             mine = [body for body in bodies if body.split("/")[0] == key]
             assert mine == sorted(mine) and len(mine) == 3
@@ -167,7 +120,7 @@ async def test_reserve_polls_every_server(fresh_server: Callable[..., Server], t
             tg.start_soon(later)
             started = anyio.current_time()
             job = await pool.reserve(timeout=10)
-        assert job.body == b"late" and job.server == _name(b)
+        assert job.body == b"late" and job.server == b.name
         assert anyio.current_time() - started < 1.5
         await pool.delete(job)
         with anyio.move_on_after(0.1):  # a cancelled reserve loses nothing
@@ -179,7 +132,7 @@ async def test_operator_calls_answer_per_server(
     fresh_server: Callable[..., Server], tube: str
 ) -> None:
     a, b = fresh_server(), fresh_server()
-    names = [_name(a), _name(b)]
+    names = [a.name, b.name]
     async with Pool([a.address, b.address]) as pool:
         assert await pool.use(tube) == tube
         assert await pool.watch(tube) == 2 and await pool.ignore("default") == 1
@@ -206,25 +159,25 @@ async def test_a_server_down_at_start(
 ) -> None:
     caplog.set_level(logging.INFO, logger="beanproto.pool")
     a, b = fresh_server(), fresh_server()
-    _kill(b)
+    b.kill()
     async with Pool([a.address, b.address], use=tube) as pool:
-        assert f"server {_name(b)} is down" in caplog.text
+        assert f"server {b.name} is down" in caplog.text
         refs = [await pool.put(b"x") for _ in range(4)]
-        assert {r.server for r in refs} == {_name(a)}
-        assert list(await pool.stats()) == [_name(a)]
+        assert {r.server for r in refs} == {a.name}
+        assert list(await pool.stats()) == [a.name]
         with pytest.raises(bp.BrokenConnectionError, match="keyed put"):
             for i in range(50):
                 await pool.put(b"k", key=f"key-{i}")
         restarted(b)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if (await pool.put(b"y")).server == _name(b):
+            if (await pool.put(b"y")).server == b.name:
                 break
             await anyio.sleep(0.05)
         else:
             pytest.fail("the restarted server was not used again")
-        assert f"server {_name(b)} is back" in caplog.text
-        assert _ready(b, tube) == 1
+        assert f"server {b.name} is back" in caplog.text
+        assert ready_count(b, tube) == 1
     assert "closed" in repr(pool)
     with pytest.raises(bp.BrokenConnectionError, match="every server is down"):
         async with Pool([("127.0.0.1", free_port())]):
@@ -243,31 +196,31 @@ async def test_killed_server_in_a_stream_of_puts(
     async with Pool([a.address, b.address], use=tube) as pool:
         for i in range(60):
             if i == 20:
-                _kill(a)
+                a.kill()
             body = b"job-%d" % i
             try:
                 placed[body] = (await pool.put(body)).server
             except bp.BrokenConnectionError as exc:
-                assert _name(a) in str(exc)
+                assert a.name in str(exc)
                 unknown.append(body)
         assert len(unknown) <= 1
-        assert {placed[body] for body in placed if int(body[4:]) > 21} == {_name(b)}
+        assert {placed[body] for body in placed if int(body[4:]) > 21} == {b.name}
         a2 = restarted(a)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             body = b"again-%d" % len(placed)
             placed[body] = (await pool.put(body)).server
-            if placed[body] == _name(a):
+            if placed[body] == a.name:
                 break
             await anyio.sleep(0.05)
         else:
             pytest.fail("the restarted server was not used again within 15 s")
-    on_a, on_b = _drain(a2, tube), _drain(b, tube)
+    on_a, on_b = drain_bodies(a2, tube), drain_bodies(b, tube)
     assert not set(on_a) & set(on_b)
     assert len(on_a + on_b) == len(set(on_a + on_b))
-    assert {body for body, server in placed.items() if server == _name(b)} == set(on_b)
-    assert {body for body, server in placed.items() if server == _name(a)} <= set(on_a)
-    assert set(on_a) - {body for body, s in placed.items() if s == _name(a)} <= set(unknown)
+    assert {body for body, server in placed.items() if server == b.name} == set(on_b)
+    assert {body for body, server in placed.items() if server == a.name} <= set(on_a)
+    assert set(on_a) - {body for body, s in placed.items() if s == a.name} <= set(unknown)
 
 
 async def test_metrics_hooks_see_each_servers_commands(
@@ -286,4 +239,4 @@ async def test_metrics_hooks_see_each_servers_commands(
         for _ in range(4):
             await pool.put(b"x")
     puts = [(o, s) for name, o, s in seen if name == "put"]
-    assert sorted(puts) == sorted([("INSERTED", _name(first)), ("INSERTED", _name(second))] * 2)
+    assert sorted(puts) == sorted([("INSERTED", first.name), ("INSERTED", second.name)] * 2)

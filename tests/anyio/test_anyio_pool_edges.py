@@ -10,7 +10,7 @@ import logging
 import signal
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -25,46 +25,14 @@ from beanproto.address import describe
 from beanproto.pool import key_index
 from beanproto_anyio import Pool
 from beanproto_sync import Client
-from conftest import Server, restart_server
+from conftest import Server, ready_count
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def restarted() -> Iterator[Callable[[Server], Server]]:
-    """Restart a killed server on its port; the new ones are stopped after the test."""
-    started: list[Server] = []
-
-    def restart(srv: Server) -> Server:
-        new = restart_server(srv)
-        started.append(new)
-        return new
-
-    yield restart
-    for srv in started:
-        srv.stop()
-
-
-def _kill(srv: Server) -> None:
-    srv.process.kill()
-    srv.process.wait(5)
-
-
-def _name(srv: Server) -> str:
-    return describe(srv.address)
 
 
 def _key_for(index: int, n: int) -> str:
     """A key whose server is ``index`` among ``n``."""
     return next(f"key-{i}" for i in range(1000) if key_index(f"key-{i}", n) == index)
-
-
-def _ready(srv: Server, tube: str) -> int:
-    with Client(srv.address, timeout=5) as c:
-        try:
-            return c.stats_tube(tube).current_jobs_ready
-        except bp.NotFoundError:
-            return 0
 
 
 async def _drain_mode(srv: Server) -> None:
@@ -114,11 +82,11 @@ async def test_watch_may_be_any_iterable_read_once(
     a = fresh_server()
     async with Pool(a.address, watch=iter([tube, tube, "default"])) as pool:
         assert pool.watching() == [tube, "default"]
-        assert (await pool.stats_tube(tube))[_name(a)].current_watching == 1
+        assert (await pool.stats_tube(tube))[a.name].current_watching == 1
         with Client(a.address, use=tube, timeout=5) as c:
             c.put(b"seen")
         job = await pool.reserve(timeout=1)
-        assert job.body == b"seen" and job.server == _name(a)
+        assert job.body == b"seen" and job.server == a.name
         await pool.delete(job)
 
 
@@ -168,7 +136,7 @@ async def test_every_call_of_a_closed_pool_raises(
         assert not pool.closed
         ref = await pool.put(b"kept")
     assert pool.closed
-    assert repr(pool) == f"<beanproto_anyio.Pool {_name(a)} closed>"
+    assert repr(pool) == f"<beanproto_anyio.Pool {a.name} closed>"
     calls: list[Callable[[], Any]] = [
         lambda: pool.put(b"x"),
         lambda: pool.put_many([b"x"]),
@@ -182,7 +150,7 @@ async def test_every_call_of_a_closed_pool_raises(
     for call in calls:
         with pytest.raises(bp.BrokenConnectionError, match="the pool was closed"):
             await call()
-    assert _ready(a, tube) == 1  # the job is still there; nothing was deleted
+    assert ready_count(a, tube) == 1  # the job is still there; nothing was deleted
 
 
 async def test_closed_while_a_task_connects(fresh_server: Callable[..., Server], tube: str) -> None:
@@ -229,18 +197,18 @@ async def test_a_refused_call_on_one_server_keeps_its_link(
             await pool.delete(ref)
         with pytest.raises(bp.NotFoundError):
             await pool.kick_job(ref)
-        assert repr(pool) == f"<beanproto_anyio.Pool {_name(a)} up>"
+        assert repr(pool) == f"<beanproto_anyio.Pool {a.name} up>"
         again = await pool.put(b"y")
-        assert again.server == _name(a) and again.id == ref.id + 1
+        assert again.server == a.name and again.id == ref.id + 1
         # One connection all along (the other is the test's readiness probe).
-        assert (await pool.stats())[_name(a)].total_connections == 2
-        _kill(a)
-        with pytest.raises(bp.BrokenConnectionError, match=_name(a)) as info:
+        assert (await pool.stats())[a.name].total_connections == 2
+        a.kill()
+        with pytest.raises(bp.BrokenConnectionError, match=a.name) as info:
             await pool.delete(again)  # the link breaks during the call
         assert "is down" not in str(info.value)
-        with pytest.raises(bp.BrokenConnectionError, match=rf"{_name(a)} is down \(stats-job\)"):
+        with pytest.raises(bp.BrokenConnectionError, match=rf"{a.name} is down \(stats-job\)"):
             await pool.stats_job(again)
-        assert repr(pool) == f"<beanproto_anyio.Pool {_name(a)} down>"
+        assert repr(pool) == f"<beanproto_anyio.Pool {a.name} down>"
 
 
 async def test_a_put_the_server_refuses_names_it_and_keeps_the_link(
@@ -251,13 +219,13 @@ async def test_a_put_the_server_refuses_names_it_and_keeps_the_link(
         with pytest.raises(bp.JobTooBigError) as info:
             await pool.put(b"x" * 11)
         if hasattr(info.value, "add_note"):
-            assert f"server {_name(a)}" in _notes(info.value)
+            assert f"server {a.name}" in _notes(info.value)
         with pytest.raises(bp.JobTooBigError):
             await pool.put(b"y" * 20, key="k")  # a keyed put is refused the same way
-        assert (await pool.put(b"x" * 10)).server == _name(a)
-        assert repr(pool) == f"<beanproto_anyio.Pool {_name(a)} up>"
-        assert (await pool.stats())[_name(a)].total_connections == 2  # the probe's, the pool's
-    assert _ready(a, tube) == 1
+        assert (await pool.put(b"x" * 10)).server == a.name
+        assert repr(pool) == f"<beanproto_anyio.Pool {a.name} up>"
+        assert (await pool.stats())[a.name].total_connections == 2  # the probe's, the pool's
+    assert ready_count(a, tube) == 1
 
 
 async def test_a_reserve_refused_with_deadline_soon_names_the_server(
@@ -270,7 +238,7 @@ async def test_a_reserve_refused_with_deadline_soon_names_the_server(
         with pytest.raises(bp.DeadlineSoonError) as info:
             await pool.reserve(timeout=1)
         if hasattr(info.value, "add_note"):
-            assert f"server {_name(a)}" in _notes(info.value)
+            assert f"server {a.name}" in _notes(info.value)
         await pool.delete(job)  # the link is still up, with the job reserved on it
         with pytest.raises(bp.TimedOutError):
             await pool.reserve(timeout=0)
@@ -283,21 +251,21 @@ async def test_per_job_calls_take_refs(fresh_server: Callable[..., Server], tube
     a, b = fresh_server(), fresh_server()
     async with Pool([a.address, b.address], use=tube, watch=tube) as pool:
         ref = await pool.put(b"delayed", delay=60, key=_key_for(1, 2))
-        assert ref.server == _name(b)
+        assert ref.server == b.name
         peeked = await pool.peek(ref)
-        assert (peeked.id, peeked.body, peeked.server) == (ref.id, b"delayed", _name(b))
+        assert (peeked.id, peeked.body, peeked.server) == (ref.id, b"delayed", b.name)
         assert (await pool.stats_job(ref)).state == "delayed"
         await pool.kick_job(ref)
         assert (await pool.stats_job(ref)).state == "ready"
         job = await pool.reserve_job(ref)
-        assert (job.id, job.body, job.server) == (ref.id, b"delayed", _name(b))
+        assert (job.id, job.body, job.server) == (ref.id, b"delayed", b.name)
         assert (await pool.stats_job(ref)).state == "reserved"
         with pytest.raises(bp.NotFoundError):
             await pool.reserve_job(ref)  # already reserved
         await pool.delete(job)
         with pytest.raises(bp.NotFoundError):
             await pool.peek(ref)
-    assert _ready(a, tube) == 0 and _ready(b, tube) == 0
+    assert ready_count(a, tube) == 0 and ready_count(b, tube) == 0
 
 
 # -- watch and ignore ------------------------------------------------------------------
@@ -314,7 +282,7 @@ async def test_watch_and_ignore_edges(fresh_server: Callable[..., Server], tube:
         assert await pool.watch("default") == 2
         assert await pool.ignore(tube) == 1
         assert pool.watching() == ["default"]
-        assert (await pool.stats_tube("default"))[_name(a)].current_watching == 1
+        assert (await pool.stats_tube("default"))[a.name].current_watching == 1
         assert await pool.stats_tube(tube) == {}  # nobody watches or uses it now: gone
         with pytest.raises(bp.NotFoundError, match="no server has tube"):
             await pool.pause_tube(tube, 1)
@@ -331,17 +299,17 @@ async def test_draining_servers_are_skipped_then_refuse(
     async with Pool([a.address, b.address], use=tube) as pool:
         await _drain_mode(a)
         refs = [await pool.put(b"x%d" % i) for i in range(4)]
-        assert {r.server for r in refs} == {_name(b)}
+        assert {r.server for r in refs} == {b.name}
         batch = await pool.put_many([b"1", b"2"])
-        assert {r.server for r in batch} == {_name(b)}
+        assert {r.server for r in batch} == {b.name}
         with pytest.raises(bp.DrainingError):
             await pool.put(b"keyed", key=_key_for(0, 2))  # not moved to b
-        assert (await pool.put(b"keyed", key=_key_for(1, 2))).server == _name(b)
+        assert (await pool.put(b"keyed", key=_key_for(1, 2))).server == b.name
         await _drain_mode(b)
         with pytest.raises(bp.DrainingError):
             await pool.put(b"nowhere")
         assert "up" in repr(pool) and "down" not in repr(pool)  # draining is not down
-    assert _ready(a, tube) == 0 and _ready(b, tube) == 7
+    assert ready_count(a, tube) == 0 and ready_count(b, tube) == 7
 
 
 # -- servers breaking ------------------------------------------------------------------
@@ -352,8 +320,8 @@ async def test_puts_when_every_server_is_down(
 ) -> None:
     a, b = fresh_server(), fresh_server()
     async with Pool([a.address, b.address], use=tube) as pool:
-        _kill(a)
-        _kill(b)
+        a.kill()
+        b.kill()
         # The first put of each server finds its link broken during the put.
         with pytest.raises(bp.BrokenConnectionError, match="may or may not"):
             await pool.put(b"x")
@@ -363,7 +331,7 @@ async def test_puts_when_every_server_is_down(
             await pool.put(b"x")
         with pytest.raises(bp.BrokenConnectionError, match="not moved"):
             await pool.put(b"x", key=_key_for(0, 2))
-        assert repr(pool) == f"<beanproto_anyio.Pool {_name(a)} down, {_name(b)} down>"
+        assert repr(pool) == f"<beanproto_anyio.Pool {a.name} down, {b.name} down>"
 
 
 async def test_operator_calls_leave_out_a_server_that_breaks(
@@ -372,16 +340,16 @@ async def test_operator_calls_leave_out_a_server_that_breaks(
     caplog.set_level(logging.INFO, logger="beanproto.pool")
     a, b = fresh_server(), fresh_server()
     async with Pool([a.address, b.address], use=tube) as pool:
-        _kill(a)
-        assert list(await pool.stats()) == [_name(b)]  # a broke during the call
-        assert f"server {_name(a)} went down" in caplog.text
-        assert f"left out (down): {_name(a)}" in caplog.text
-        assert list(await pool.tubes()) == [_name(b)]  # a is down now: left out at once
-        _kill(b)
+        a.kill()
+        assert list(await pool.stats()) == [b.name]  # a broke during the call
+        assert f"server {a.name} went down" in caplog.text
+        assert f"left out (down): {a.name}" in caplog.text
+        assert list(await pool.tubes()) == [b.name]  # a is down now: left out at once
+        b.kill()
         with pytest.raises(bp.BrokenConnectionError, match="every server is down"):
             await pool.stats()
-        with pytest.raises(bp.BrokenConnectionError, match=_name(a)):
-            await pool.delete(bp.JobRef(_name(a), 1))
+        with pytest.raises(bp.BrokenConnectionError, match=a.name):
+            await pool.delete(bp.JobRef(a.name, 1))
 
 
 async def test_reserve_when_servers_break(
@@ -390,17 +358,17 @@ async def test_reserve_when_servers_break(
     caplog.set_level(logging.INFO, logger="beanproto.pool")
     a, b = fresh_server(), fresh_server()
     async with Pool([a.address, b.address], use=tube, watch=tube) as pool:
-        _kill(a)
+        a.kill()
         started = time.monotonic()
         with pytest.raises(bp.TimedOutError, match="no job came in time"):
             await pool.reserve(timeout=0.2)  # a broke during the first poll; b polled on
         assert 0.15 < time.monotonic() - started < 2
-        assert f"server {_name(a)} went down" in caplog.text
+        assert f"server {a.name} went down" in caplog.text
         await pool.put(b"on b")
         job = await pool.reserve(timeout=1)
-        assert job.server == _name(b) and job.body == b"on b"
+        assert job.server == b.name and job.body == b"on b"
         await pool.delete(job)
-        _kill(b)
+        b.kill()
         with pytest.raises(bp.BrokenConnectionError, match="every server is down"):
             await pool.reserve(timeout=1)
         with pytest.raises(bp.BrokenConnectionError, match="every server is down"):
@@ -429,10 +397,10 @@ async def test_two_tasks_on_a_link_that_breaks(
                 tg.start_soon(call)
                 tg.start_soon(call)
                 await anyio.sleep(0.2)
-                _kill(a)
-        assert results == [[_name(b)], [_name(b)]]
-        assert caplog.text.count(f"server {_name(a)} went down") == 1
-        assert repr(pool) == f"<beanproto_anyio.Pool {_name(a)} down, {_name(b)} up>"
+                a.kill()
+        assert results == [[b.name], [b.name]]
+        assert caplog.text.count(f"server {a.name} went down") == 1
+        assert repr(pool) == f"<beanproto_anyio.Pool {a.name} down, {b.name} up>"
 
 
 async def test_a_link_another_task_opened_meanwhile(
@@ -442,7 +410,7 @@ async def test_a_link_another_task_opened_meanwhile(
     and uses the same connection."""
     a = fresh_server()
     pool = Pool(a.address, use=tube)
-    assert repr(pool) == f"<beanproto_anyio.Pool {_name(a)} idle>"
+    assert repr(pool) == f"<beanproto_anyio.Pool {a.name} idle>"
     refs: list[bp.JobRef] = []
 
     async def put(body: bytes) -> None:
@@ -454,11 +422,11 @@ async def test_a_link_another_task_opened_meanwhile(
             tg.start_soon(put, b"two")
         assert sorted(r.id for r in refs) == [1, 2]
         # One connection (and the readiness probe's): both puts went over it.
-        assert (await pool.stats())[_name(a)].total_connections == 2
-        assert repr(pool) == f"<beanproto_anyio.Pool {_name(a)} up>"
+        assert (await pool.stats())[a.name].total_connections == 2
+        assert repr(pool) == f"<beanproto_anyio.Pool {a.name} up>"
     finally:
         await pool.aclose()
-    assert _ready(a, tube) == 2
+    assert ready_count(a, tube) == 2
 
 
 # -- replies a real server never gives -------------------------------------------------
@@ -485,9 +453,9 @@ async def test_a_use_left_behind_breaks_before_the_put(
             with pytest.raises(bp.InternalServerError):
                 await pool.use(tube)  # refused by the first server: the link is kept
             assert pool.using() == tube
-            _kill(a)
-            _kill(b)
-            with pytest.raises(bp.BrokenConnectionError, match=_name(a)) as info:
+            a.kill()
+            b.kill()
+            with pytest.raises(bp.BrokenConnectionError, match=a.name) as info:
                 await pool.put(b"keyed", key=_key_for(1, 3))
             assert "may or may not" not in str(info.value)  # the put was never sent
             # Round-robin from the first server, which refuses the use: raised.
@@ -498,5 +466,5 @@ async def test_a_use_left_behind_breaks_before_the_put(
             # From the third: b is down now, the fake takes it.
             assert await pool.put(b"two") == bp.JobRef(fake_name, 43)
             assert repr(pool) == (
-                f"<beanproto_anyio.Pool {fake_name} up, {_name(a)} down, {_name(b)} down>"
+                f"<beanproto_anyio.Pool {fake_name} up, {a.name} down, {b.name} down>"
             )

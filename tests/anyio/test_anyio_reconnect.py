@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -18,32 +18,11 @@ import beanproto as bp
 from beanproto.adapter import reconnect_delay
 from beanproto.metrics import MetricsHooks
 from beanproto_anyio import Client, connect
-from conftest import restart_server
 
 if TYPE_CHECKING:
     from tests.conftest import Server
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def restarted() -> Iterator[Callable[[Server], Server]]:
-    """Restart a killed server on its port; the new ones are stopped after the test."""
-    started: list[Server] = []
-
-    def restart(srv: Server) -> Server:
-        new = restart_server(srv)
-        started.append(new)
-        return new
-
-    yield restart
-    for srv in started:
-        srv.stop()
-
-
-def _kill(srv: Server) -> None:
-    srv.signal(signal.SIGKILL)
-    srv.process.wait(5)
 
 
 async def _break(c: Client[Any]) -> None:
@@ -78,7 +57,7 @@ async def test_reconnects_with_use_and_watch_restored(
             await c.use("x")
             await c.watch("y")
             await c.ignore("default")
-            _kill(srv)
+            srv.kill()
             with pytest.raises(bp.BrokenConnectionError, match="reconnecting failed"):
                 await c.stats()  # retried at once, on a server still down
             assert c.closed
@@ -122,7 +101,7 @@ async def test_a_put_in_flight_is_not_sent_again(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(put)
                 await anyio.sleep(0.2)
-                _kill(srv)
+                srv.kill()
             assert len(outcome) == 1
             restarted(srv)
             await c.put(b"next")
@@ -139,7 +118,7 @@ async def test_concurrent_calls_share_one_attempt(
     srv = fresh_server()
     with anyio.fail_after(10):
         async with connect(srv.address, use="x", reconnect=True) as c:
-            _kill(srv)
+            srv.kill()
             with pytest.raises(bp.BrokenConnectionError):
                 await c.stats()
             restarted(srv)
@@ -165,7 +144,7 @@ async def test_backoff_while_the_server_is_down(
     srv = fresh_server()
     with anyio.fail_after(10):
         async with connect(srv.address, use="x", reconnect=True) as c:
-            _kill(srv)
+            srv.kill()
             del attempts[:]
             start = time.monotonic()
             calls = 0
@@ -194,7 +173,7 @@ async def test_aclose_stops_reconnecting(
     srv = fresh_server()
     with anyio.fail_after(10):
         async with connect(srv.address, reconnect=True) as c:
-            _kill(srv)
+            srv.kill()
             with pytest.raises(bp.BrokenConnectionError):
                 await c.stats()
             restarted(srv)
@@ -291,7 +270,7 @@ async def test_without_reconnect_a_break_is_final(
     srv = fresh_server()
     with anyio.fail_after(10):
         async with connect(srv.address) as c:
-            _kill(srv)
+            srv.kill()
             with pytest.raises(bp.BrokenConnectionError):
                 await c.stats()
             restarted(srv)
@@ -326,7 +305,7 @@ async def test_a_read_only_call_across_the_break_is_retried(
     with anyio.fail_after(10):
         async with connect(srv.address, use=tube, reconnect=True, metrics=hooks) as c:
             del hooks.calls[:]
-            _kill(srv)
+            srv.kill()
             new = restarted(srv)
             async with connect(new.address, use=tube) as other:
                 await other.put(b"on the new server")
@@ -346,14 +325,14 @@ async def test_a_reserve_across_the_break_is_retried(
     srv = fresh_server()
     with anyio.fail_after(10):
         async with connect(srv.address, watch=tube, reconnect=True) as c:
-            _kill(srv)
+            srv.kill()
             new = restarted(srv)
             async with connect(new.address, use=tube) as other:
                 job_id = await other.put(b"job")
             job = await c.reserve(timeout=5)
             assert (job.id, job.body) == (job_id, b"job")
             await c.delete(job)
-            _kill(new)
+            new.kill()
             restarted(new)
             start = time.monotonic()
             with pytest.raises(bp.TimedOutError):
@@ -367,7 +346,7 @@ async def test_a_put_across_the_break_is_not_sent_again(
     srv = fresh_server()
     with anyio.fail_after(10):
         async with connect(srv.address, use=tube, reconnect=True) as c:
-            _kill(srv)
+            srv.kill()
             new = restarted(srv)
             with pytest.raises(bp.BrokenConnectionError):
                 await c.put(b"lost")

@@ -4,87 +4,40 @@ operator answers, and servers that die and come back (real beanstalkd servers)."
 from __future__ import annotations
 
 import logging
-import signal
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 import beanproto as bp
-from beanproto.address import describe
 from beanproto_sync import Client, Pool
-from conftest import Server, free_port, restart_server
-
-
-@pytest.fixture
-def restarted() -> Iterator[Callable[[Server], Server]]:
-    """Restart a killed server on its port; the new ones are stopped after the test."""
-    started: list[Server] = []
-
-    def restart(srv: Server) -> Server:
-        new = restart_server(srv)
-        started.append(new)
-        return new
-
-    yield restart
-    for srv in started:
-        srv.stop()
-
-
-def _kill(srv: Server) -> None:
-    srv.signal(signal.SIGKILL)
-    srv.process.wait(5)
-
-
-def _name(srv: Server) -> str:
-    return describe(srv.address)
-
-
-def _ready(srv: Server, tube: str) -> int:
-    with Client(srv.address, timeout=5) as c:
-        try:
-            return c.stats_tube(tube).current_jobs_ready
-        except bp.NotFoundError:
-            return 0
-
-
-def _drain(srv: Server, tube: str) -> list[bytes]:
-    """Every ready body of ``tube`` on ``srv``, in reserve order (deleted)."""
-    bodies = []
-    with Client(srv.address, watch=tube, timeout=5) as c:
-        while True:
-            try:
-                job = c.reserve(timeout=0)
-            except bp.TimedOutError:
-                return bodies
-            bodies.append(job.body)
-            c.delete(job)
+from conftest import Server, drain_bodies, free_port, ready_count
 
 
 def test_round_robin_spreads_puts(fresh_server: Callable[..., Server], tube: str) -> None:
     a, b = fresh_server(), fresh_server()
     with Pool([a.address, b.address], use=tube, timeout=5) as pool:
-        assert pool.servers == [_name(a), _name(b)]
+        assert pool.servers == [a.name, b.name]
         refs = [pool.put(b"x%d" % i) for i in range(10)]
         assert all(isinstance(r, bp.JobRef) for r in refs)
-        assert {r.server for r in refs} == {_name(a), _name(b)}
+        assert {r.server for r in refs} == {a.name, b.name}
         assert [r.server for r in refs[:2]] != [refs[0].server] * 2  # alternates
-    assert _ready(a, tube) == 5 and _ready(b, tube) == 5
+    assert ready_count(a, tube) == 5 and ready_count(b, tube) == 5
 
 
 def test_put_many_round_robin_keeps_a_batch_on_one_server(
     fresh_server: Callable[..., Server], tube: str
 ) -> None:
     a, b = fresh_server(), fresh_server()
-    with Pool(f"{_name(a)},{_name(b)}", use=tube, timeout=5) as pool:
+    with Pool(f"{a.name},{b.name}", use=tube, timeout=5) as pool:
         first = pool.put_many([b"1", b"2", b"3"])
         second = pool.put_many([b"4", b"5"])
         assert len({r.server for r in first}) == 1 and len({r.server for r in second}) == 1
         assert first[0].server != second[0].server
         assert pool.put_many([]) == []
-    assert sorted([_ready(a, tube), _ready(b, tube)]) == [2, 3]
+    assert sorted([ready_count(a, tube), ready_count(b, tube)]) == [2, 3]
 
 
 def test_keyed_puts_stay_on_one_server_in_order(
@@ -97,13 +50,13 @@ def test_keyed_puts_stay_on_one_server_in_order(
             for key in keys:
                 ref = pool.put(f"{key}/{round_}".encode(), key=key)
                 expected = servers[zlib.crc32(key.encode()) % 3]
-                assert ref.server == _name(expected)
+                assert ref.server == expected.name
         batch = pool.put_many([b"batch/0", b"batch/1"], key="batch")
-        assert {r.server for r in batch} == {_name(servers[zlib.crc32(b"batch") % 3])}
+        assert {r.server for r in batch} == {servers[zlib.crc32(b"batch") % 3].name}
         with pytest.raises(TypeError):
             pool.put(b"x", key=7)  # type: ignore[arg-type]
     for srv in servers:
-        bodies = [body.decode() for body in _drain(srv, tube)]
+        bodies = [body.decode() for body in drain_bodies(srv, tube)]
         for key in {body.split("/")[0] for body in bodies}:
             mine = [body for body in bodies if body.split("/")[0] == key]
             assert mine == sorted(mine)  # one key's jobs come out in the order put
@@ -118,7 +71,7 @@ def test_jobs_remember_their_server(fresh_server: Callable[..., Server], tube: s
         assert ref_a.id == ref_b.id  # two fresh servers: the same job id
         assert ref_a.server != ref_b.server
         job = pool.reserve(timeout=5)
-        assert job.server in (_name(a), _name(b))
+        assert job.server in (a.name, b.name)
         assert pool.stats_job(job).state == "reserved"
         other = ref_b if job.server == ref_a.server else ref_a
         assert pool.stats_job(other).state == "ready"
@@ -158,14 +111,14 @@ def test_reserve_does_not_wait_on_an_empty_server(
             c.put(b"late")
         started = time.monotonic()
         job = pool.reserve(timeout=10)
-        assert job.body == b"late" and job.server == _name(b)
+        assert job.body == b"late" and job.server == b.name
         assert time.monotonic() - started < 1
         pool.delete(job)
 
 
 def test_operator_calls_answer_per_server(fresh_server: Callable[..., Server], tube: str) -> None:
     a, b = fresh_server(), fresh_server()
-    names = [_name(a), _name(b)]
+    names = [a.name, b.name]
     with Pool([a.address, b.address], use=tube, timeout=5) as pool:
         assert sorted(pool.stats()) == sorted(names)
         assert all(isinstance(s, bp.ServerStats) for s in pool.stats().values())
@@ -200,11 +153,11 @@ def test_use_and_watch_apply_to_every_server(
         assert pool.using() == tube
         for _ in range(4):
             pool.put(b"x")
-        assert _ready(a, tube) == 2 and _ready(b, tube) == 2
+        assert ready_count(a, tube) == 2 and ready_count(b, tube) == 2
         for _ in range(4):
             pool.delete(pool.reserve(timeout=1))
         for srv in (a, b):
-            stats = pool.stats_tube(tube)[_name(srv)]
+            stats = pool.stats_tube(tube)[srv.name]
             assert stats.current_watching == 1 and stats.current_using == 1
 
 
@@ -216,30 +169,30 @@ def test_a_server_down_at_construction(
 ) -> None:
     caplog.set_level(logging.INFO, logger="beanproto.pool")
     a, b = fresh_server(), fresh_server()
-    _kill(b)
+    b.kill()
     with Pool([a.address, b.address], use=tube, watch=tube, timeout=5) as pool:
-        assert f"server {_name(b)} is down" in caplog.text
-        assert next(r.levelname for r in caplog.records if _name(b) in r.message) == "WARNING"
+        assert f"server {b.name} is down" in caplog.text
+        assert next(r.levelname for r in caplog.records if b.name in r.message) == "WARNING"
         assert "down" in repr(pool) and "up" in repr(pool)
         refs = [pool.put(b"x") for _ in range(4)]
-        assert {r.server for r in refs} == {_name(a)}
-        assert list(pool.stats()) == [_name(a)]
+        assert {r.server for r in refs} == {a.name}
+        assert list(pool.stats()) == [a.name]
         with pytest.raises(bp.BrokenConnectionError, match="keyed put"):
             for i in range(50):  # some key lands on b
                 pool.put(b"k", key=f"key-{i}")
-        with pytest.raises(bp.BrokenConnectionError, match=_name(b)):
-            pool.delete(bp.JobRef(_name(b), 1))
+        with pytest.raises(bp.BrokenConnectionError, match=b.name):
+            pool.delete(bp.JobRef(b.name, 1))
         restarted(b)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if pool.put(b"y").server == _name(b):
+            if pool.put(b"y").server == b.name:
                 break
             time.sleep(0.05)
         else:
             pytest.fail("the restarted server was not used again")
-        assert f"server {_name(b)} is back" in caplog.text
+        assert f"server {b.name} is back" in caplog.text
         # It got the pool's tubes: the put went to `tube`, and reserve sees it.
-        assert _ready(b, tube) == 1
+        assert ready_count(b, tube) == 1
     # A pool whose every server is down does not open.
     with pytest.raises(bp.BrokenConnectionError, match="every server is down"):
         Pool([("127.0.0.1", free_port())], timeout=5)
@@ -259,33 +212,33 @@ def test_killed_server_in_a_stream_of_puts(
     with Pool([a.address, b.address], use=tube, timeout=5) as pool:
         for i in range(60):
             if i == 20:
-                _kill(a)
+                a.kill()
             body = b"job-%d" % i
             try:
                 placed[body] = pool.put(body).server
             except bp.BrokenConnectionError as exc:
-                assert _name(a) in str(exc) and "may or may not" in str(exc)
+                assert a.name in str(exc) and "may or may not" in str(exc)
                 unknown.append(body)
         assert len(unknown) <= 1
-        assert f"server {_name(a)} went down" in caplog.text
+        assert f"server {a.name} went down" in caplog.text
         after = [body for body in placed if int(body[4:]) > 21]
-        assert {placed[body] for body in after} == {_name(b)}
+        assert {placed[body] for body in after} == {b.name}
         a2 = restarted(a)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             body = b"again-%d" % len(placed)
             placed[body] = pool.put(body).server
-            if placed[body] == _name(a):
+            if placed[body] == a.name:
                 break
             time.sleep(0.05)
         else:
             pytest.fail("the restarted server was not used again within 15 s")
-    on_a, on_b = _drain(a2, tube), _drain(b, tube)
+    on_a, on_b = drain_bodies(a2, tube), drain_bodies(b, tube)
     assert not set(on_a) & set(on_b)  # no body on both servers
     assert sorted(on_a + on_b) == sorted(set(on_a + on_b))  # none twice
-    assert {body for body, server in placed.items() if server == _name(b)} == set(on_b)
-    assert {body for body, server in placed.items() if server == _name(a)} <= set(on_a)
-    assert set(on_a) - {body for body, s in placed.items() if s == _name(a)} <= set(unknown)
+    assert {body for body, server in placed.items() if server == b.name} == set(on_b)
+    assert {body for body, server in placed.items() if server == a.name} <= set(on_a)
+    assert set(on_a) - {body for body, s in placed.items() if s == a.name} <= set(unknown)
 
 
 def test_closed_pool(fresh_server: Callable[..., Server]) -> None:
@@ -322,7 +275,7 @@ def test_interrupted_put_leaves_the_pool_usable(
         monkeypatch.undo()
         assert client.closed
         ref = pool.put(b"second")  # a new connection, with the pool's tube
-        assert ref.server == _name(a)
+        assert ref.server == a.name
         assert [pool.reserve(timeout=1).body for _ in range(2)] == [b"first", b"second"]
 
 
@@ -342,4 +295,4 @@ def test_metrics_hooks_see_each_servers_commands(
         for _ in range(4):
             pool.put(b"x")
     puts = [(o, s) for name, o, s in seen if name == "put"]
-    assert sorted(puts) == sorted([("INSERTED", _name(first)), ("INSERTED", _name(second))] * 2)
+    assert sorted(puts) == sorted([("INSERTED", first.name), ("INSERTED", second.name)] * 2)

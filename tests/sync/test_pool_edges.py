@@ -10,7 +10,7 @@ import signal
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,44 +20,12 @@ import beanproto as bp
 from beanproto.address import describe
 from beanproto.pool import key_index
 from beanproto_sync import Client, Pool
-from conftest import Server, free_port, restart_server
-
-
-@pytest.fixture
-def restarted() -> Iterator[Callable[[Server], Server]]:
-    """Restart a killed server on its port; the new ones are stopped after the test."""
-    started: list[Server] = []
-
-    def restart(srv: Server) -> Server:
-        new = restart_server(srv)
-        started.append(new)
-        return new
-
-    yield restart
-    for srv in started:
-        srv.stop()
-
-
-def _kill(srv: Server) -> None:
-    srv.process.kill()
-    srv.process.wait(5)
-
-
-def _name(srv: Server) -> str:
-    return describe(srv.address)
+from conftest import Server, free_port, ready_count
 
 
 def _key_for(index: int, n: int) -> str:
     """A key whose server is ``index`` among ``n``."""
     return next(f"key-{i}" for i in range(1000) if key_index(f"key-{i}", n) == index)
-
-
-def _ready(srv: Server, tube: str) -> int:
-    with Client(srv.address, timeout=5) as c:
-        try:
-            return c.stats_tube(tube).current_jobs_ready
-        except bp.NotFoundError:
-            return 0
 
 
 def _drain_mode(srv: Server) -> None:
@@ -83,11 +51,11 @@ def test_watch_may_be_any_iterable_read_once(
     a = fresh_server()
     with Pool(a.address, watch=iter([tube, tube, "default"]), timeout=5) as pool:
         assert pool.watching() == [tube, "default"]
-        assert pool.stats_tube(tube)[_name(a)].current_watching == 1
+        assert pool.stats_tube(tube)[a.name].current_watching == 1
         with Client(a.address, use=tube, timeout=5) as c:
             c.put(b"seen")
         job = pool.reserve(timeout=1)
-        assert job.body == b"seen" and job.server == _name(a)
+        assert job.body == b"seen" and job.server == a.name
         pool.delete(job)
 
 
@@ -114,7 +82,7 @@ def test_tls_with_the_default_context_to_a_plain_server(
         Pool(a.address, tls=True, timeout=1)
     assert time.monotonic() - started < 3
     # The attempt was a TLS handshake (the default context), which a plain server fails.
-    assert f"server {_name(a)} is down" in caplog.text
+    assert f"server {a.name} is down" in caplog.text
 
 
 # -- a closed pool ---------------------------------------------------------------------
@@ -125,7 +93,7 @@ def test_every_call_of_a_closed_pool_raises(fresh_server: Callable[..., Server],
     pool = Pool(a.address, use=tube, timeout=5)
     ref = pool.put(b"kept")
     pool.close()
-    assert repr(pool) == f"<beanproto_sync.Pool {_name(a)} closed>"
+    assert repr(pool) == f"<beanproto_sync.Pool {a.name} closed>"
     calls: list[Callable[[], Any]] = [
         lambda: pool.put(b"x"),
         lambda: pool.put_many([b"x"]),
@@ -139,7 +107,7 @@ def test_every_call_of_a_closed_pool_raises(fresh_server: Callable[..., Server],
     for call in calls:
         with pytest.raises(bp.BrokenConnectionError, match="the pool was closed"):
             call()
-    assert _ready(a, tube) == 1  # the job is still there; nothing was deleted
+    assert ready_count(a, tube) == 1  # the job is still there; nothing was deleted
 
 
 # -- refusals keep the link ------------------------------------------------------------
@@ -156,16 +124,16 @@ def test_a_refused_call_on_one_server_keeps_its_link(
             pool.delete(ref)
         with pytest.raises(bp.NotFoundError):
             pool.kick_job(ref)
-        assert repr(pool) == f"<beanproto_sync.Pool {_name(a)} up>"
+        assert repr(pool) == f"<beanproto_sync.Pool {a.name} up>"
         again = pool.put(b"y")
-        assert again.server == _name(a) and again.id == ref.id + 1
+        assert again.server == a.name and again.id == ref.id + 1
         # One connection all along (the other is the test's readiness probe).
-        assert pool.stats()[_name(a)].total_connections == 2
-        _kill(a)
-        with pytest.raises(bp.BrokenConnectionError, match=_name(a)) as info:
+        assert pool.stats()[a.name].total_connections == 2
+        a.kill()
+        with pytest.raises(bp.BrokenConnectionError, match=a.name) as info:
             pool.delete(again)  # the link breaks during the call
         assert "is down" not in str(info.value)
-        with pytest.raises(bp.BrokenConnectionError, match=rf"{_name(a)} is down \(stats-job\)"):
+        with pytest.raises(bp.BrokenConnectionError, match=rf"{a.name} is down \(stats-job\)"):
             pool.stats_job(again)
 
 
@@ -177,13 +145,13 @@ def test_a_put_the_server_refuses_names_it_and_keeps_the_link(
         with pytest.raises(bp.JobTooBigError) as info:
             pool.put(b"x" * 11)
         if hasattr(info.value, "add_note"):
-            assert f"server {_name(a)}" in _notes(info.value)
+            assert f"server {a.name}" in _notes(info.value)
         with pytest.raises(bp.JobTooBigError):
             pool.put(b"y" * 20, key="k")  # a keyed put is refused the same way
-        assert pool.put(b"x" * 10).server == _name(a)
-        assert repr(pool) == f"<beanproto_sync.Pool {_name(a)} up>"
-        assert pool.stats()[_name(a)].total_connections == 2  # the probe's, and the pool's
-    assert _ready(a, tube) == 1
+        assert pool.put(b"x" * 10).server == a.name
+        assert repr(pool) == f"<beanproto_sync.Pool {a.name} up>"
+        assert pool.stats()[a.name].total_connections == 2  # the probe's, and the pool's
+    assert ready_count(a, tube) == 1
 
 
 def test_a_reserve_refused_with_deadline_soon_names_the_server(
@@ -196,7 +164,7 @@ def test_a_reserve_refused_with_deadline_soon_names_the_server(
         with pytest.raises(bp.DeadlineSoonError) as info:
             pool.reserve(timeout=1)
         if hasattr(info.value, "add_note"):
-            assert f"server {_name(a)}" in _notes(info.value)
+            assert f"server {a.name}" in _notes(info.value)
         pool.delete(job)  # the link is still up, with the job reserved on it
         with pytest.raises(bp.TimedOutError):
             pool.reserve(timeout=0)
@@ -209,21 +177,21 @@ def test_per_job_calls_take_refs(fresh_server: Callable[..., Server], tube: str)
     a, b = fresh_server(), fresh_server()
     with Pool([a.address, b.address], use=tube, watch=tube, timeout=5) as pool:
         ref = pool.put(b"delayed", delay=60, key=_key_for(1, 2))
-        assert ref.server == _name(b)
+        assert ref.server == b.name
         peeked = pool.peek(ref)
-        assert (peeked.id, peeked.body, peeked.server) == (ref.id, b"delayed", _name(b))
+        assert (peeked.id, peeked.body, peeked.server) == (ref.id, b"delayed", b.name)
         assert pool.stats_job(ref).state == "delayed"
         pool.kick_job(ref)
         assert pool.stats_job(ref).state == "ready"
         job = pool.reserve_job(ref)
-        assert (job.id, job.body, job.server) == (ref.id, b"delayed", _name(b))
+        assert (job.id, job.body, job.server) == (ref.id, b"delayed", b.name)
         assert pool.stats_job(ref).state == "reserved"
         with pytest.raises(bp.NotFoundError):
             pool.reserve_job(ref)  # already reserved
         pool.delete(job)
         with pytest.raises(bp.NotFoundError):
             pool.peek(ref)
-    assert _ready(a, tube) == 0 and _ready(b, tube) == 0
+    assert ready_count(a, tube) == 0 and ready_count(b, tube) == 0
 
 
 # -- watch and ignore ------------------------------------------------------------------
@@ -240,7 +208,7 @@ def test_watch_and_ignore_edges(fresh_server: Callable[..., Server], tube: str) 
         assert pool.watch("default") == 2
         assert pool.ignore(tube) == 1
         assert pool.watching() == ["default"]
-        assert pool.stats_tube("default")[_name(a)].current_watching == 1
+        assert pool.stats_tube("default")[a.name].current_watching == 1
         assert pool.stats_tube(tube) == {}  # nobody watches or uses it now: gone
 
 
@@ -255,17 +223,17 @@ def test_draining_servers_are_skipped_then_refuse(
     with Pool([a.address, b.address], use=tube, timeout=5) as pool:
         _drain_mode(a)
         refs = [pool.put(b"x%d" % i) for i in range(4)]
-        assert {r.server for r in refs} == {_name(b)}
+        assert {r.server for r in refs} == {b.name}
         batch = pool.put_many([b"1", b"2"])
-        assert {r.server for r in batch} == {_name(b)}
+        assert {r.server for r in batch} == {b.name}
         with pytest.raises(bp.DrainingError):
             pool.put(b"keyed", key=_key_for(0, 2))  # not moved to b
-        assert pool.put(b"keyed", key=_key_for(1, 2)).server == _name(b)
+        assert pool.put(b"keyed", key=_key_for(1, 2)).server == b.name
         _drain_mode(b)
         with pytest.raises(bp.DrainingError):
             pool.put(b"nowhere")
         assert "up" in repr(pool) and "down" not in repr(pool)  # draining is not down
-    assert _ready(a, tube) == 0 and _ready(b, tube) == 7
+    assert ready_count(a, tube) == 0 and ready_count(b, tube) == 7
 
 
 # -- servers breaking ------------------------------------------------------------------
@@ -274,8 +242,8 @@ def test_draining_servers_are_skipped_then_refuse(
 def test_puts_when_every_server_is_down(fresh_server: Callable[..., Server], tube: str) -> None:
     a, b = fresh_server(), fresh_server()
     with Pool([a.address, b.address], use=tube, timeout=5) as pool:
-        _kill(a)
-        _kill(b)
+        a.kill()
+        b.kill()
         # The first put of each server finds its link broken during the put.
         with pytest.raises(bp.BrokenConnectionError, match="may or may not"):
             pool.put(b"x")
@@ -285,7 +253,7 @@ def test_puts_when_every_server_is_down(fresh_server: Callable[..., Server], tub
             pool.put(b"x")
         with pytest.raises(bp.BrokenConnectionError, match="not moved"):
             pool.put(b"x", key=_key_for(0, 2))
-        assert repr(pool) == f"<beanproto_sync.Pool {_name(a)} down, {_name(b)} down>"
+        assert repr(pool) == f"<beanproto_sync.Pool {a.name} down, {b.name} down>"
 
 
 def test_operator_calls_leave_out_a_server_that_breaks(
@@ -294,16 +262,16 @@ def test_operator_calls_leave_out_a_server_that_breaks(
     caplog.set_level(logging.INFO, logger="beanproto.pool")
     a, b = fresh_server(), fresh_server()
     with Pool([a.address, b.address], use=tube, timeout=5) as pool:
-        _kill(a)
-        assert list(pool.stats()) == [_name(b)]  # a broke during the call
-        assert f"server {_name(a)} went down" in caplog.text
-        assert f"left out (down): {_name(a)}" in caplog.text
-        assert list(pool.tubes()) == [_name(b)]  # a is down now: left out at once
-        _kill(b)
+        a.kill()
+        assert list(pool.stats()) == [b.name]  # a broke during the call
+        assert f"server {a.name} went down" in caplog.text
+        assert f"left out (down): {a.name}" in caplog.text
+        assert list(pool.tubes()) == [b.name]  # a is down now: left out at once
+        b.kill()
         with pytest.raises(bp.BrokenConnectionError, match="every server is down"):
             pool.stats()
-        with pytest.raises(bp.BrokenConnectionError, match=_name(a)):
-            pool.delete(bp.JobRef(_name(a), 1))
+        with pytest.raises(bp.BrokenConnectionError, match=a.name):
+            pool.delete(bp.JobRef(a.name, 1))
 
 
 def test_reserve_when_servers_break(
@@ -312,17 +280,17 @@ def test_reserve_when_servers_break(
     caplog.set_level(logging.INFO, logger="beanproto.pool")
     a, b = fresh_server(), fresh_server()
     with Pool([a.address, b.address], use=tube, watch=tube, timeout=5) as pool:
-        _kill(a)
+        a.kill()
         started = time.monotonic()
         with pytest.raises(bp.TimedOutError, match="no job came in time"):
             pool.reserve(timeout=0.2)  # a broke during the first poll; b polled on
         assert 0.15 < time.monotonic() - started < 2
-        assert f"server {_name(a)} went down" in caplog.text
+        assert f"server {a.name} went down" in caplog.text
         pool.put(b"on b")
         job = pool.reserve(timeout=1)
-        assert job.server == _name(b) and job.body == b"on b"
+        assert job.server == b.name and job.body == b"on b"
         pool.delete(job)
-        _kill(b)
+        b.kill()
         with pytest.raises(bp.BrokenConnectionError, match="every server is down"):
             pool.reserve(timeout=1)
         with pytest.raises(bp.BrokenConnectionError, match="every server is down"):
@@ -349,12 +317,12 @@ def test_two_threads_on_a_link_that_breaks(
         for t in threads:
             t.start()
             time.sleep(0.15)
-        _kill(a)
+        a.kill()
         for t in threads:
             t.join(5)
-        assert results == [[_name(b)], [_name(b)]]
-        assert caplog.text.count(f"server {_name(a)} went down") == 1
-        assert repr(pool) == f"<beanproto_sync.Pool {_name(a)} down, {_name(b)} up>"
+        assert results == [[b.name], [b.name]]
+        assert caplog.text.count(f"server {a.name} went down") == 1
+        assert repr(pool) == f"<beanproto_sync.Pool {a.name} down, {b.name} up>"
 
 
 class _RaceLock:
@@ -382,9 +350,9 @@ def test_a_link_another_thread_reconnected_meanwhile(
 ) -> None:
     caplog.set_level(logging.INFO, logger="beanproto.pool")
     a, b = fresh_server(), fresh_server()
-    _kill(b)
+    b.kill()
     with Pool([a.address, b.address], use=tube, timeout=5) as pool:
-        assert repr(pool) == f"<beanproto_sync.Pool {_name(a)} up, {_name(b)} down>"
+        assert repr(pool) == f"<beanproto_sync.Pool {a.name} up, {b.name} down>"
         restarted(b)
         time.sleep(0.15)  # the first retry is due after 0.1 s
         s = pool._servers[1]
@@ -396,12 +364,12 @@ def test_a_link_another_thread_reconnected_meanwhile(
 
         s.lock = _RaceLock(s.lock, other_thread_connects)
         ref = pool.put(b"x", key=_key_for(1, 2))
-        assert ref.server == _name(b)
+        assert ref.server == b.name
         # One connection (and the readiness probe's): the put used the link the
         # other thread opened.
-        assert pool.stats()[_name(b)].total_connections == 2
-        assert caplog.text.count(f"server {_name(b)} is back") == 1
-    assert _ready(b, tube) == 1
+        assert pool.stats()[b.name].total_connections == 2
+        assert caplog.text.count(f"server {b.name} is back") == 1
+    assert ready_count(b, tube) == 1
 
 
 # -- replies a real server never gives -------------------------------------------------
@@ -432,9 +400,9 @@ def test_a_use_left_behind_breaks_before_the_put(
             with pytest.raises(bp.InternalServerError):
                 pool.use(tube)  # refused by the first server: the link is kept
             assert pool.using() == tube
-            _kill(a)
-            _kill(b)
-            with pytest.raises(bp.BrokenConnectionError, match=_name(a)) as info:
+            a.kill()
+            b.kill()
+            with pytest.raises(bp.BrokenConnectionError, match=a.name) as info:
                 pool.put(b"keyed", key=_key_for(1, 3))
             assert "may or may not" not in str(info.value)  # the put was never sent
             # Round-robin from the first server, which refuses the use: raised.
@@ -445,5 +413,5 @@ def test_a_use_left_behind_breaks_before_the_put(
             # From the third: b is down now, the fake takes it.
             assert pool.put(b"two") == bp.JobRef(fake_name, 43)
             assert repr(pool) == (
-                f"<beanproto_sync.Pool {fake_name} up, {_name(a)} down, {_name(b)} down>"
+                f"<beanproto_sync.Pool {fake_name} up, {a.name} down, {b.name} down>"
             )

@@ -7,7 +7,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -16,27 +16,7 @@ import beanproto.metrics as bp_metrics
 import beanproto_sync._transport as transport_module
 from beanproto.adapter import reconnect_delay, restore_commands
 from beanproto_sync import Client
-from conftest import Server, restart_server
-
-
-@pytest.fixture
-def restarted() -> Iterator[Callable[[Server], Server]]:
-    """Restart a killed server on its port; the new ones are stopped after the test."""
-    started: list[Server] = []
-
-    def restart(srv: Server) -> Server:
-        new = restart_server(srv)
-        started.append(new)
-        return new
-
-    yield restart
-    for srv in started:
-        srv.stop()
-
-
-def _kill(srv: Server) -> None:
-    srv.signal(signal.SIGKILL)
-    srv.process.wait(5)
+from conftest import Server
 
 
 def test_backoff_numbers() -> None:
@@ -57,7 +37,7 @@ def test_reconnects_with_use_and_watch_restored(
         c.use("x")
         c.watch("y")
         c.ignore("default")
-        _kill(srv)
+        srv.kill()
         with pytest.raises(bp.BrokenConnectionError, match="reconnecting failed"):
             c.stats()  # retried at once, on a server still down
         assert c.closed
@@ -102,7 +82,7 @@ def test_a_put_in_flight_is_not_sent_again(
         thread = threading.Thread(target=put)
         thread.start()
         time.sleep(0.2)
-        _kill(srv)
+        srv.kill()
         thread.join(5)
         assert len(outcome) == 1 and isinstance(outcome[0], bp.BrokenConnectionError)
         restarted(srv)
@@ -127,7 +107,7 @@ def test_backoff_while_the_server_is_down(
         return connect(*args, **kwargs)  # type: ignore[arg-type]
 
     with Client(srv.address, use="x", reconnect=True, timeout=5) as c:
-        _kill(srv)
+        srv.kill()
         monkeypatch.setattr(socket, "create_connection", counting)
         start = time.monotonic()
         calls = 0
@@ -155,7 +135,7 @@ def test_close_stops_reconnecting(
 ) -> None:
     srv = fresh_server()
     c = Client(srv.address, reconnect=True, timeout=5)
-    _kill(srv)
+    srv.kill()
     with pytest.raises(bp.BrokenConnectionError):
         c.stats()
     restarted(srv)
@@ -198,7 +178,7 @@ def test_without_reconnect_a_break_is_final(
 ) -> None:
     srv = fresh_server()
     with Client(srv.address, timeout=5) as c:
-        _kill(srv)
+        srv.kill()
         with pytest.raises(bp.BrokenConnectionError):
             c.stats()
         restarted(srv)
@@ -221,7 +201,7 @@ def test_a_read_only_call_across_the_break_is_retried(
     hooks = _Recorder()
     with Client(srv.address, use=tube, reconnect=True, timeout=5, metrics=hooks) as c:
         del hooks.calls[:]
-        _kill(srv)
+        srv.kill()
         new = restarted(srv)
         with Client(new.address, use=tube) as other:
             other.put(b"on the new server")
@@ -240,14 +220,14 @@ def test_a_reserve_across_the_break_is_retried(
 ) -> None:
     srv = fresh_server()
     with Client(srv.address, watch=tube, reconnect=True, timeout=5) as c:
-        _kill(srv)
+        srv.kill()
         new = restarted(srv)
         with Client(new.address, use=tube) as other:
             job_id = other.put(b"job")
         job = c.reserve(timeout=5)
         assert (job.id, job.body) == (job_id, b"job")
         c.delete(job)
-        _kill(new)
+        new.kill()
         restarted(new)
         start = time.monotonic()
         with pytest.raises(bp.TimedOutError):
@@ -260,7 +240,7 @@ def test_a_put_across_the_break_is_not_sent_again(
 ) -> None:
     srv = fresh_server()
     with Client(srv.address, use=tube, reconnect=True, timeout=5) as c:
-        _kill(srv)
+        srv.kill()
         new = restarted(srv)
         with pytest.raises(bp.BrokenConnectionError):
             c.put(b"lost")

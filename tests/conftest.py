@@ -38,6 +38,7 @@ from hypothesis import HealthCheck, settings
 import beanproto
 import beanproto_sync
 from beanproto.address import describe
+from beanproto.metrics import MetricsHooks
 
 settings.register_profile(
     "ci",
@@ -321,6 +322,26 @@ def fresh_server() -> Iterator[Callable[..., Server]]:
         srv.stop()
         if srv.unix_path:
             shutil.rmtree(Path(srv.unix_path).parent, ignore_errors=True)
+
+
+class RecordingHooks(MetricsHooks):
+    """Metrics hooks that keep every report, in order."""
+
+    def __init__(self) -> None:
+        #: Each command: (name, outcome, duration, server).
+        self.calls: list[tuple[str, str, float, str]] = []
+        #: Each job outcome: (tube, outcome, duration, failed, server).
+        self.jobs: list[tuple[str, str, float, bool, str]] = []
+
+    def command(self, name: str, outcome: str, duration: float, server: str) -> None:
+        self.calls.append((name, outcome, duration, server))
+
+    def job(self, tube: str, outcome: str, duration: float, *, failed: bool, server: str) -> None:
+        self.jobs.append((tube, outcome, duration, failed, server))
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Each command as (name, outcome)."""
+        return [(name, outcome) for name, outcome, _, _ in self.calls]
 
 
 _counter = itertools.count()

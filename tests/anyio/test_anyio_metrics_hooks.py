@@ -19,6 +19,7 @@ import beanproto as bp
 import beanproto_anyio._multiplexer as multiplexer_module
 from beanproto.metrics import MetricsHooks
 from beanproto_anyio import Client, connect
+from conftest import RecordingHooks
 
 if TYPE_CHECKING:
     from tests.conftest import Server
@@ -26,28 +27,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 
-class Recorder(MetricsHooks):
-    """Every report, as (name, outcome, duration, server)."""
-
-    __slots__ = ("calls",)
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, float, str]] = []
-
-    def command(self, name: str, outcome: str, duration: float, server: str) -> None:
-        self.calls.append((name, outcome, duration, server))
-
-    def pairs(self) -> list[tuple[str, str]]:
-        return [(name, outcome) for name, outcome, _, _ in self.calls]
-
-
-def _server_name(srv: Server) -> str:
-    host, port = srv.address
-    return f"{host}:{port}"
-
-
 async def test_the_setup_of_connecting_is_reported(server: Server, tube: str) -> None:
-    hooks = Recorder()
+    hooks = RecordingHooks()
     with anyio.fail_after(5):
         async with connect(server.address, use=tube, watch=tube, metrics=hooks):
             pass
@@ -55,7 +36,7 @@ async def test_the_setup_of_connecting_is_reported(server: Server, tube: str) ->
 
 
 async def test_outcomes(server: Server, tube: str) -> None:
-    hooks = Recorder()
+    hooks = RecordingHooks()
     with anyio.fail_after(5):
         async with connect(server.address, use=tube, watch=tube, metrics=hooks) as c:
             del hooks.calls[:]
@@ -79,11 +60,11 @@ async def test_outcomes(server: Server, tube: str) -> None:
     ]
     for _, _, duration, name in hooks.calls:
         assert 0 <= duration < 5
-        assert name == _server_name(server)
+        assert name == server.name
 
 
 async def test_batches_report_each_command(server: Server, tube: str) -> None:
-    hooks = Recorder()
+    hooks = RecordingHooks()
     with anyio.fail_after(10):
         async with connect(server.address, use=tube, metrics=hooks) as c:
             del hooks.calls[:]
@@ -106,7 +87,7 @@ async def test_batches_report_each_command(server: Server, tube: str) -> None:
 
 
 async def test_tasks_sharing_a_client(server: Server, tube: str) -> None:
-    hooks = Recorder()
+    hooks = RecordingHooks()
     with anyio.fail_after(5):
         async with connect(server.address, use=tube, metrics=hooks) as c:
             del hooks.calls[:]
@@ -118,7 +99,7 @@ async def test_tasks_sharing_a_client(server: Server, tube: str) -> None:
 
 async def test_broken(fresh_server: Callable[..., Server]) -> None:
     srv = fresh_server()
-    hooks = Recorder()
+    hooks = RecordingHooks()
     with anyio.fail_after(5):
         async with connect(srv.address, metrics=hooks) as c:
             srv.signal(signal.SIGKILL)
@@ -131,7 +112,7 @@ async def test_broken(fresh_server: Callable[..., Server]) -> None:
 
 
 async def test_cancelled(server: Server, tube: str) -> None:
-    hooks = Recorder()
+    hooks = RecordingHooks()
     with anyio.fail_after(5):
         async with connect(server.address, watch=tube, metrics=hooks) as c:
             del hooks.calls[:]
@@ -144,7 +125,7 @@ async def test_cancelled(server: Server, tube: str) -> None:
 
 async def test_a_batch_cancelled_while_waiting(fresh_server: Callable[..., Server]) -> None:
     srv = fresh_server()
-    hooks = Recorder()
+    hooks = RecordingHooks()
     with anyio.fail_after(5):
         async with connect(srv.address, metrics=hooks) as c:
             srv.signal(signal.SIGSTOP)
@@ -158,7 +139,7 @@ async def test_a_batch_cancelled_while_waiting(fresh_server: Callable[..., Serve
 
 
 async def test_a_client_over_a_stream_is_named_stream(server: Server) -> None:
-    hooks = Recorder()
+    hooks = RecordingHooks()
     with anyio.fail_after(5):
         stream = await anyio.connect_tcp(*server.address)
         async with Client(stream, metrics=hooks) as c:
@@ -225,7 +206,7 @@ async def test_logging(
             with pytest.raises(bp.BrokenConnectionError):
                 await c.put(b"lost")
     records = [(r.levelname, r.getMessage()) for r in caplog.records]
-    name = _server_name(srv)
+    name = srv.name
     assert records[0] == ("INFO", f"connected to {name}")
     assert records[1][0] == "WARNING"
     assert records[1][1].startswith(f"connection to {name} broke: ")

@@ -19,7 +19,7 @@ import beanproto as bp
 import beanproto_sync
 from beanproto_anyio import Pool
 from beanproto_sync import Client
-from conftest import Server, drain_bodies, free_port, ready_count
+from conftest import RecordingHooks, Server, drain_bodies, free_port, ready_count
 
 pytestmark = pytest.mark.anyio
 
@@ -226,17 +226,10 @@ async def test_killed_server_in_a_stream_of_puts(
 async def test_metrics_hooks_see_each_servers_commands(
     fresh_server: Callable[..., Server], tube: str
 ) -> None:
-    from beanproto.metrics import MetricsHooks
-
-    seen: list[tuple[str, str, str]] = []
-
-    class Recorder(MetricsHooks):
-        def command(self, name: str, outcome: str, duration: float, server: str) -> None:
-            seen.append((name, outcome, server))
-
+    hooks = RecordingHooks()
     first, second = fresh_server(), fresh_server()
-    async with Pool([first.address, second.address], use=tube, metrics=Recorder()) as pool:
+    async with Pool([first.address, second.address], use=tube, metrics=hooks) as pool:
         for _ in range(4):
             await pool.put(b"x")
-    puts = [(o, s) for name, o, s in seen if name == "put"]
+    puts = [(o, s) for name, o, _, s in hooks.calls if name == "put"]
     assert sorted(puts) == sorted([("INSERTED", first.name), ("INSERTED", second.name)] * 2)

@@ -17,38 +17,18 @@ import beanproto as bp
 import beanproto_sync._transport as transport_module
 from beanproto.metrics import MetricsHooks
 from beanproto_sync import Client
-from conftest import Server
-
-
-class Recorder(MetricsHooks):
-    """Every report, as (name, outcome, duration, server)."""
-
-    __slots__ = ("calls",)
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, float, str]] = []
-
-    def command(self, name: str, outcome: str, duration: float, server: str) -> None:
-        self.calls.append((name, outcome, duration, server))
-
-    def pairs(self) -> list[tuple[str, str]]:
-        return [(name, outcome) for name, outcome, _, _ in self.calls]
-
-
-def _server_name(srv: Server) -> str:
-    host, port = srv.address
-    return f"{host}:{port}"
+from conftest import RecordingHooks, Server
 
 
 def test_the_setup_of_connecting_is_reported(server: Server, tube: str) -> None:
-    hooks = Recorder()
+    hooks = RecordingHooks()
     with Client(server.address, use=tube, watch=tube, metrics=hooks, timeout=5):
         pass
     assert hooks.pairs() == [("use", "USING"), ("watch", "WATCHING"), ("ignore", "WATCHING")]
 
 
 def test_outcomes(server: Server, tube: str) -> None:
-    hooks = Recorder()
+    hooks = RecordingHooks()
     with Client(server.address, use=tube, watch=tube, metrics=hooks, timeout=5) as c:
         del hooks.calls[:]
         job_id = c.put(b"x")
@@ -71,11 +51,11 @@ def test_outcomes(server: Server, tube: str) -> None:
     ]
     for _, _, duration, name in hooks.calls:
         assert 0 <= duration < 5
-        assert name == _server_name(server)
+        assert name == server.name
 
 
 def test_batches_report_each_command(server: Server, tube: str) -> None:
-    hooks = Recorder()
+    hooks = RecordingHooks()
     with Client(server.address, use=tube, metrics=hooks, timeout=5) as c:
         del hooks.calls[:]
         ids = c.put_many([b"a", b"b", b"c"])
@@ -97,7 +77,7 @@ def test_batches_report_each_command(server: Server, tube: str) -> None:
 
 def test_a_large_batch(server: Server, tube: str) -> None:
     """Written in slices while replies are read: still one report per command."""
-    hooks = Recorder()
+    hooks = RecordingHooks()
     with Client(server.address, use=tube, metrics=hooks, timeout=10) as c:
         del hooks.calls[:]
         ids = c.put_many([b"x" * 1000] * 2000)
@@ -107,7 +87,7 @@ def test_a_large_batch(server: Server, tube: str) -> None:
 
 def test_broken(fresh_server: Callable[..., Server]) -> None:
     srv = fresh_server()
-    hooks = Recorder()
+    hooks = RecordingHooks()
     with Client(srv.address, metrics=hooks, timeout=5) as c:
         srv.signal(signal.SIGKILL)
         srv.process.wait(5)
@@ -120,7 +100,7 @@ def test_broken(fresh_server: Callable[..., Server]) -> None:
 
 def test_interrupted_by_the_socket_timeout(fresh_server: Callable[..., Server]) -> None:
     srv = fresh_server()
-    hooks = Recorder()
+    hooks = RecordingHooks()
     with Client(srv.address, metrics=hooks, timeout=0.3) as c:
         srv.signal(signal.SIGSTOP)
         try:
@@ -143,7 +123,7 @@ def test_interrupted_by_an_exception(
     def failing(self: object, data: bytes, events: object, n: int) -> None:
         raise Boom
 
-    hooks = Recorder()
+    hooks = RecordingHooks()
     with Client(server.address, use=tube, metrics=hooks, timeout=5) as c:
         del hooks.calls[:]
         monkeypatch.setattr(transport_module.Transport, "_deliver", failing)
@@ -154,7 +134,7 @@ def test_interrupted_by_an_exception(
 
 
 def test_a_connected_socket_is_named_socket(server: Server) -> None:
-    hooks = Recorder()
+    hooks = RecordingHooks()
     with Client(socket.create_connection(server.address), metrics=hooks, timeout=5) as c:
         c.stats()
     assert [name for _, _, _, name in hooks.calls] == ["socket"]
@@ -217,7 +197,7 @@ def test_logging(
         with pytest.raises(bp.BrokenConnectionError):
             c.put(b"lost")
     records = [(r.levelname, r.getMessage()) for r in caplog.records]
-    name = _server_name(srv)
+    name = srv.name
     assert records[0] == ("INFO", f"connected to {name}")
     assert records[1][0] == "WARNING"
     assert records[1][1].startswith(f"connection to {name} broke: ")

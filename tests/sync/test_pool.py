@@ -13,7 +13,7 @@ import pytest
 
 import beanproto as bp
 from beanproto_sync import Client, Pool
-from conftest import Server, drain_bodies, free_port, ready_count
+from conftest import RecordingHooks, Server, drain_bodies, free_port, ready_count
 
 
 def test_round_robin_spreads_puts(fresh_server: Callable[..., Server], tube: str) -> None:
@@ -282,17 +282,10 @@ def test_interrupted_put_leaves_the_pool_usable(
 def test_metrics_hooks_see_each_servers_commands(
     fresh_server: Callable[..., Server], tube: str
 ) -> None:
-    from beanproto.metrics import MetricsHooks
-
-    seen: list[tuple[str, str, str]] = []
-
-    class Recorder(MetricsHooks):
-        def command(self, name: str, outcome: str, duration: float, server: str) -> None:
-            seen.append((name, outcome, server))
-
+    hooks = RecordingHooks()
     first, second = fresh_server(), fresh_server()
-    with Pool([first.address, second.address], use=tube, metrics=Recorder()) as pool:
+    with Pool([first.address, second.address], use=tube, metrics=hooks) as pool:
         for _ in range(4):
             pool.put(b"x")
-    puts = [(o, s) for name, o, s in seen if name == "put"]
+    puts = [(o, s) for name, o, _, s in hooks.calls if name == "put"]
     assert sorted(puts) == sorted([("INSERTED", first.name), ("INSERTED", second.name)] * 2)

@@ -14,28 +14,11 @@ import pytest
 
 import beanproto as bp
 from beanproto.address import describe
-from beanproto.metrics import MetricsHooks
 from beanproto.worker import BuryJob
 from beanproto_sync import Client, Worker
-from conftest import Server, free_port, restart_server
+from conftest import RecordingHooks, Server, free_port, restart_server
 
 Job = bp.Job[Any]
-
-
-class Recorder(MetricsHooks):
-    """Every job outcome reported, as (tube, outcome, failed, server)."""
-
-    def __init__(self) -> None:
-        self.jobs: list[tuple[str, str, bool, str]] = []
-        self.durations: list[float] = []
-        self.commands: Counter[tuple[str, str]] = Counter()
-
-    def command(self, name: str, outcome: str, duration: float, server: str) -> None:
-        self.commands[name, outcome] += 1
-
-    def job(self, tube: str, outcome: str, duration: float, *, failed: bool, server: str) -> None:
-        self.jobs.append((tube, outcome, failed, server))
-        self.durations.append(duration)
 
 
 def put_bodies(address: Any, tube: str, bodies: list[bytes]) -> list[int]:
@@ -164,7 +147,7 @@ def test_metrics_hooks_see_each_job_outcome(server: Server, tube: str) -> None:
     put_bodies(server.address, tube, [b"ok", b"ok", b"fail", b"bury", b"bad\xff"])
     with Client(server.address, use=tube) as c:
         c.put(b"slow", ttr=1)
-    recorder = Recorder()
+    recorder = RecordingHooks()
 
     def handle(job: Job) -> None:
         if job.body == "fail":
@@ -180,17 +163,18 @@ def test_metrics_hooks_see_each_job_outcome(server: Server, tube: str) -> None:
     worker.add_handler(tube, handle)
     worker.run(burst=True)
     where = describe(server.address)
-    counts = Counter((o, f) for t, o, f, s in recorder.jobs if t == tube and s == where)
+    counts = Counter((o, f) for t, o, _, f, s in recorder.jobs if t == tube and s == where)
     assert counts[("deleted", False)] == 3
     assert counts[("released", True)] == 1
     assert counts[("buried", False)] == 1
     assert counts[("buried", True)] == 1  # the body that does not decode
     assert counts[("touched", False)] >= 1
     assert len(recorder.jobs) == sum(counts.values())
-    assert max(recorder.durations) >= 1.5
+    assert max(d for _, _, d, _, _ in recorder.jobs) >= 1.5
     # The commands went through the hooks too: a delete per deleted job, ...
-    assert recorder.commands["delete", "DELETED"] == 3
-    assert recorder.commands["release", "RELEASED"] == 1
-    assert recorder.commands["bury", "BURIED"] == 2
-    assert recorder.commands["reserve-with-timeout", "RESERVED"] == 6
-    assert recorder.commands["touch", "TOUCHED"] >= 1
+    commands = Counter(recorder.pairs())
+    assert commands["delete", "DELETED"] == 3
+    assert commands["release", "RELEASED"] == 1
+    assert commands["bury", "BURIED"] == 2
+    assert commands["reserve-with-timeout", "RESERVED"] == 6
+    assert commands["touch", "TOUCHED"] >= 1

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from ._job import JobRef
+
 __all__ = [
     "BadFormatError",
     "BodyDecodeError",
@@ -192,11 +194,18 @@ class BodyDecodeError(Error, ValueError):
     ``UnicodeDecodeError`` (or whatever ``loads`` raised) is the ``__cause__``.
     :attr:`reason` says what failed (``"does not decode as utf-8"``,
     ``"does not load with json"``); :attr:`encoding` is the client's encoding
-    and :attr:`serializer` its serializer (``None`` without one).
+    and :attr:`serializer` its serializer (``None`` without one); :attr:`server`
+    names the job's server when a pool reserved it (as :attr:`Job.server`), so
+    that :attr:`ref` finds it there.
     """
 
     def __init__(
-        self, id: int, body: bytes, encoding: str | None, serializer: object = None
+        self,
+        id: int,
+        body: bytes,
+        encoding: str | None,
+        serializer: object = None,
+        server: str | None = None,
     ) -> None:
         if serializer is None:
             reason = f"does not decode as {encoding}"
@@ -209,6 +218,13 @@ class BodyDecodeError(Error, ValueError):
         self.encoding = encoding
         self.serializer = serializer
         self.reason = reason
+        self.server = server
+
+    @property
+    def ref(self) -> JobRef:
+        """The job's :class:`JobRef` (its server and id), for a pool's
+        ``bury``/``release``/``delete``."""
+        return JobRef(self.server, self.id)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The serializer (often a module) is not pickled; the message and reason are.

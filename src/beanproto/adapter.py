@@ -457,14 +457,14 @@ def job_from_event(
             try:
                 return Job(event.id, serializer.loads(body), server)
             except Exception as exc:
-                raise BodyDecodeError(event.id, body, encoding, serializer) from exc
+                raise BodyDecodeError(event.id, body, encoding, serializer, server) from exc
         if encoding is None:
             return Job(event.id, body, server)
         try:
             return Job(event.id, body.decode(encoding), server)
         except UnicodeDecodeError as exc:
             # The job is ours all the same: say which, so it can be dealt with.
-            raise BodyDecodeError(event.id, body, encoding) from exc
+            raise BodyDecodeError(event.id, body, encoding, None, server) from exc
     raise error_for_event(event)
 
 

@@ -468,3 +468,17 @@ async def test_a_use_left_behind_breaks_before_the_put(
             assert repr(pool) == (
                 f"<beanproto_anyio.Pool {fake_name} up, {a.name} down, {b.name} down>"
             )
+
+
+async def test_a_body_that_does_not_decode_names_its_server(
+    fresh_server: Callable[..., Server], tube: str
+) -> None:
+    first, second = fresh_server(), fresh_server()
+    with Client(second.address, use=tube) as c:
+        c.put(b"\xff not utf-8")
+    async with Pool([first.address, second.address], watch=tube, encoding="utf-8") as pool:
+        with pytest.raises(bp.BodyDecodeError) as caught:
+            await pool.reserve(timeout=0)
+        assert caught.value.server == second.name
+        await pool.bury(caught.value.ref)
+        assert (await pool.stats_tube(tube))[second.name].current_jobs_buried == 1

@@ -111,6 +111,10 @@ def test_a_job_names_its_server() -> None:
     assert repr(bp.Job(4, 42, "h2:1")) == "Job(id=4, body=<int>, server='h2:1')"
     server, job_id_ = bp.Job(5, b"").ref
     assert server is None and job_id_ == 5
+    with pytest.raises(bp.BodyDecodeError) as caught:
+        job_from_event(bp.Reserved(6, b"\xff"), "utf-8", None, "h1:11300")
+    assert caught.value.server == "h1:11300" and caught.value.ref == bp.JobRef("h1:11300", 6)
+    assert bp.BodyDecodeError(6, b"", "utf-8").ref == bp.JobRef(None, 6)
 
 
 def test_batch_outcomes() -> None:

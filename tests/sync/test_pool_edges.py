@@ -415,3 +415,17 @@ def test_a_use_left_behind_breaks_before_the_put(
             assert repr(pool) == (
                 f"<beanproto_sync.Pool {fake_name} up, {a.name} down, {b.name} down>"
             )
+
+
+def test_a_body_that_does_not_decode_names_its_server(
+    fresh_server: Callable[..., Server], tube: str
+) -> None:
+    first, second = fresh_server(), fresh_server()
+    with Client(second.address, use=tube) as c:
+        c.put(b"\xff not utf-8")
+    with Pool([first.address, second.address], watch=tube, encoding="utf-8", timeout=5) as pool:
+        with pytest.raises(bp.BodyDecodeError) as caught:
+            pool.reserve(timeout=0)
+        assert caught.value.server == second.name
+        pool.bury(caught.value.ref)  # the job is the caller's: bury it on its server
+        assert pool.stats_tube(tube)[second.name].current_jobs_buried == 1

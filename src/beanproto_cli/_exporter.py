@@ -324,13 +324,13 @@ class BeanstalkdCollector(Collector):
                 [*where, *(_label(str(getattr(server, f) or "")) for f in INFO_FIELDS)], 1.0
             )
             for key, value in _numbers(server):
-                kind, doc = SERVER_FIELDS.get(key, (GAUGE, f"beanstalkd's {key} (stats)."))
+                kind, doc = SERVER_FIELDS[key]  # every numeric field (a test checks)
                 name = "beanstalkd_" + key.replace("-", "_")
                 family(name, kind, doc, server_labels).add_metric(where, value)
             for tube in tubes:
                 labels = [*where, _label(tube.name)]
                 for key, value in _numbers(tube):
-                    kind, doc = TUBE_FIELDS.get(key, (GAUGE, f"beanstalkd's {key} (stats-tube)."))
+                    kind, doc = TUBE_FIELDS[key]
                     name = "beanstalkd_tube_" + key.replace("-", "_")
                     family(name, kind, doc, [*server_labels, "tube"]).add_metric(labels, value)
         yield up

@@ -402,7 +402,7 @@ class Client(Generic[BodyT]):
         return BrokenConnectionError(f"reconnecting failed: {exc}")
 
     def _job(self, event: Event) -> Job[BodyT]:
-        return cast(Job[BodyT], job_from_event(event, self._encoding, self._serializer))
+        return cast("Job[BodyT]", job_from_event(event, self._encoding, self._serializer))
 
     # -- producing -------------------------------------------------------------------
 

@@ -279,7 +279,7 @@ class Client(Generic[BodyT]):
         self._transport.open()
 
     def _job(self, event: Event) -> Job[BodyT]:
-        return cast(Job[BodyT], job_from_event(event, self._encoding, self._serializer))
+        return cast("Job[BodyT]", job_from_event(event, self._encoding, self._serializer))
 
     # -- producing -------------------------------------------------------------------
 

@@ -19,11 +19,11 @@ server's 224-byte line buffer, and ``_encode_line`` asserts it anyway because a
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Final, TypeAlias
 
 from ._errors import InvalidArgument
+from ._slots import slot_setter
 
 __all__ = [
     "DEFAULT_PRIORITY",
@@ -194,15 +194,10 @@ def _as_body(body: object) -> bytes:
     return bytes(body)
 
 
-def _slot_setter(cls: type, field: str) -> Callable[[object, object], None]:
-    setter: Callable[[object, object], None] = getattr(cls, field).__set__
-    return setter
-
-
-_set_put_body = _slot_setter(Put, "body")
-_set_put_priority = _slot_setter(Put, "priority")
-_set_put_delay = _slot_setter(Put, "delay")
-_set_put_ttr = _slot_setter(Put, "ttr")
+_set_put_body = slot_setter(Put, "body")
+_set_put_priority = slot_setter(Put, "priority")
+_set_put_delay = slot_setter(Put, "delay")
+_set_put_ttr = slot_setter(Put, "ttr")
 
 
 class _TubeCommand(Command):

@@ -13,7 +13,6 @@ member, so a type checker narrows ``event is NEED_DATA`` without casts.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
@@ -35,6 +34,7 @@ from ._errors import (
     TimedOutError,
     UnknownCommandError,
 )
+from ._slots import slot_setter
 from ._stats import JobStats, ServerStats, TubeStats
 
 __all__ = [
@@ -79,13 +79,6 @@ class _Sentinel(enum.Enum):
         return self.value
 
 
-def _slot_setter(cls: type, field: str) -> Callable[[object, object], None]:
-    """The ``__set__`` of a slotted class's field: what a hand-written
-    ``__init__`` of a frozen dataclass uses to set it."""
-    setter: Callable[[object, object], None] = getattr(cls, field).__set__
-    return setter
-
-
 NEED_DATA: Final = _Sentinel.NEED_DATA
 """Returned by :meth:`Connection.next_event` when more bytes are needed (compare with ``is``)."""
 NeedData = Literal[_Sentinel.NEED_DATA]
@@ -108,7 +101,7 @@ class Inserted:
         _set_inserted_id(self, id)
 
 
-_set_inserted_id = _slot_setter(Inserted, "id")
+_set_inserted_id = slot_setter(Inserted, "id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +131,8 @@ class Reserved:
         _set_reserved_body(self, body)
 
 
-_set_reserved_id = _slot_setter(Reserved, "id")
-_set_reserved_body = _slot_setter(Reserved, "body")
+_set_reserved_id = slot_setter(Reserved, "id")
+_set_reserved_body = slot_setter(Reserved, "body")
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -154,8 +147,8 @@ class Found:
         _set_found_body(self, body)
 
 
-_set_found_id = _slot_setter(Found, "id")
-_set_found_body = _slot_setter(Found, "body")
+_set_found_id = slot_setter(Found, "id")
+_set_found_body = slot_setter(Found, "body")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
+
+from ._slots import slot_setter
 
 __all__ = ["Job", "JobRef"]
 
@@ -62,11 +63,6 @@ class JobRef(NamedTuple):
     id: int
 
 
-def _slot_setter(field: str) -> Callable[[object, object], None]:
-    setter: Callable[[object, object], None] = getattr(Job, field).__set__
-    return setter
-
-
-_set_id = _slot_setter("id")
-_set_body = _slot_setter("body")
-_set_server = _slot_setter("server")
+_set_id = slot_setter(Job, "id")
+_set_body = slot_setter(Job, "body")
+_set_server = slot_setter(Job, "server")

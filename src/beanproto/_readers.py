@@ -63,68 +63,64 @@ class Reader:
         the replies read before them are in ``events`` already.
         """
         buffer = self._buffer
-        header = self._header
-        if header is not None:
-            # Only the first reply can be half read: its line came, its body had not.
-            reply, args, size = header
-            body = buffer.extract_body(size)
-            if body is None:
-                return
-            self._header = None
-            self._done(pending, reply.build(pending[0], args, body), events)
         max_body = buffer.max_body_size
         noted = self._noted
+        header = self._header
+        self._header = None
         while pending:
             cmd = pending[0]
             kind = type(cmd)
             if kind is Quit:
                 return
-            # The fast path: the command's usual reply, matched whole by its
-            # pattern and built from the numbers it holds (Reply.fast, beside
-            # the rule it shortens). Anything else takes the rule.
-            usual = USUAL.get(kind)
-            m = None if usual is None else buffer.match_line(usual.fast)  # type: ignore[arg-type]
-            if m is not None:
-                make: Callable[..., Event] = usual.event  # type: ignore[union-attr,assignment]
-                if not usual.body:  # type: ignore[union-attr]
-                    event = make(int(m[1]))
-                else:
-                    number, count = m.groups()
-                    size = int(count)
-                    if size > max_body:
-                        self._too_big(size)
-                    body = buffer.extract_body(size)
-                    if body is None:
-                        self._header = (usual, (int(number), size), size)  # type: ignore[assignment]
-                        return
-                    event = make(int(number), body)
-            else:
-                line = buffer.extract_line()
-                if line is None:
+            if header is not None:
+                # The reply whose line came before all of its body (only the first).
+                reply, args, size = header
+                header = None
+                body = buffer.extract_body(size)
+                if body is None:
+                    self._header = (reply, args, size)
                     return
-                reply, args = parse_line(cmd, line)
-                if not reply.body:
-                    event = reply.build(cmd, args, b"")
+                event = reply.build(cmd, args, body)
+            else:
+                # The fast path: the command's usual reply, matched whole by its
+                # pattern and built from the numbers it holds (Reply.fast, beside
+                # the rule it shortens). Anything else takes the rule.
+                usual = USUAL.get(kind)
+                m = None if usual is None else buffer.match_line(usual.fast)  # type: ignore[arg-type]
+                if m is not None:
+                    make: Callable[..., Event] = usual.event  # type: ignore[union-attr,assignment]
+                    if not usual.body:  # type: ignore[union-attr]
+                        event = make(int(m[1]))
+                    else:
+                        number, count = m.groups()
+                        size = int(count)
+                        if size > max_body:
+                            self._too_big(size)
+                        body = buffer.extract_body(size)
+                        if body is None:
+                            self._header = (usual, (int(number), size), size)  # type: ignore[assignment]
+                            return
+                        event = make(int(number), body)
                 else:
-                    size = args[-1]  # type: ignore[assignment]
-                    if size > max_body:
-                        self._too_big(size)
-                    body = buffer.extract_body(size)
-                    if body is None:
-                        self._header = (reply, args, size)
+                    line = buffer.extract_line()
+                    if line is None:
                         return
-                    event = reply.build(cmd, args, body)
+                    reply, args = parse_line(cmd, line)
+                    if not reply.body:
+                        event = reply.build(cmd, args, b"")
+                    else:
+                        size = args[-1]  # type: ignore[assignment]
+                        if size > max_body:
+                            self._too_big(size)
+                        body = buffer.extract_body(size)
+                        if body is None:
+                            self._header = (reply, args, size)
+                            return
+                        event = reply.build(cmd, args, body)
             pending.popleft()
             if kind in noted:
                 self._learn(cmd, event)
             events.append(event)
-
-    def _done(self, pending: deque[Command], event: Event, events: deque[Event]) -> None:
-        """The reply to ``pending[0]`` is ``event``: take the command off, hand it out."""
-        cmd = pending.popleft()
-        if type(cmd) in self._noted:
-            self._learn(cmd, event)
-        events.append(event)
 
     def _too_big(self, size: int) -> NoReturn:
         raise RemoteProtocolError(

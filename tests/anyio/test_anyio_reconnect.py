@@ -16,8 +16,8 @@ from anyio_helpers import HookedStream, anyio_backend  # noqa: F401
 
 import beanproto as bp
 from beanproto.adapter import reconnect_delay
-from beanproto.metrics import MetricsHooks
 from beanproto_anyio import Client, connect
+from conftest import RecordingHooks
 
 if TYPE_CHECKING:
     from tests.conftest import Server
@@ -289,19 +289,11 @@ async def test_a_batch_reconnects_too(fresh_server: Callable[..., Server]) -> No
             await c.delete_many(ids)
 
 
-class _Recorder(MetricsHooks):
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-
-    def command(self, name: str, outcome: str, duration: float, server: str) -> None:
-        self.calls.append((name, outcome))
-
-
 async def test_a_read_only_call_across_the_break_is_retried(
     fresh_server: Callable[..., Server], restarted: Callable[[Server], Server], tube: str
 ) -> None:
     srv = fresh_server()
-    hooks = _Recorder()
+    hooks = RecordingHooks()
     with anyio.fail_after(10):
         async with connect(srv.address, use=tube, reconnect=True, metrics=hooks) as c:
             del hooks.calls[:]
@@ -311,7 +303,7 @@ async def test_a_read_only_call_across_the_break_is_retried(
                 await other.put(b"on the new server")
             assert (await c.stats()).pid == new.pid  # the break is found, the call retried
             assert (await c.peek_ready()).body == b"on the new server"  # the tube restored
-    assert hooks.calls == [
+    assert hooks.pairs() == [
         ("stats", "BROKEN"),
         ("use", "USING"),
         ("stats", "OK"),

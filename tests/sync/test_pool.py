@@ -55,12 +55,15 @@ def test_keyed_puts_stay_on_one_server_in_order(
         assert {r.server for r in batch} == {servers[zlib.crc32(b"batch") % 3].name}
         with pytest.raises(TypeError):
             pool.put(b"x", key=7)  # type: ignore[arg-type]
+    landed: dict[str, int] = {}  # key -> its jobs, all on one server
     for srv in servers:
         bodies = [body.decode() for body in drain_bodies(srv, tube)]
         for key in {body.split("/")[0] for body in bodies}:
             mine = [body for body in bodies if body.split("/")[0] == key]
             assert mine == sorted(mine)  # one key's jobs come out in the order put
-    # Every key landed somewhere, each on exactly one server.
+            assert key not in landed, f"{key} is on two servers"
+            landed[key] = len(mine)
+    assert landed == {**dict.fromkeys(keys, 3), "batch": 2}
 
 
 def test_jobs_remember_their_server(fresh_server: Callable[..., Server], tube: str) -> None:

@@ -12,11 +12,10 @@ from collections.abc import Callable
 import pytest
 
 import beanproto as bp
-import beanproto.metrics as bp_metrics
 import beanproto_sync._transport as transport_module
 from beanproto.adapter import reconnect_delay, restore_commands
 from beanproto_sync import Client
-from conftest import Server
+from conftest import RecordingHooks, Server
 
 
 def test_backoff_numbers() -> None:
@@ -186,19 +185,11 @@ def test_without_reconnect_a_break_is_final(
             c.stats()
 
 
-class _Recorder(bp_metrics.MetricsHooks):
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-
-    def command(self, name: str, outcome: str, duration: float, server: str) -> None:
-        self.calls.append((name, outcome))
-
-
 def test_a_read_only_call_across_the_break_is_retried(
     fresh_server: Callable[..., Server], restarted: Callable[[Server], Server], tube: str
 ) -> None:
     srv = fresh_server()
-    hooks = _Recorder()
+    hooks = RecordingHooks()
     with Client(srv.address, use=tube, reconnect=True, timeout=5, metrics=hooks) as c:
         del hooks.calls[:]
         srv.kill()
@@ -207,7 +198,7 @@ def test_a_read_only_call_across_the_break_is_retried(
             other.put(b"on the new server")
         assert c.stats().pid == new.pid  # the break is found, and the call retried
         assert c.peek_ready().body == b"on the new server"  # with the used tube restored
-    assert hooks.calls == [
+    assert hooks.pairs() == [
         ("stats", "BROKEN"),
         ("use", "USING"),
         ("stats", "OK"),

@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any, Final, TypeAlias
 
-from ._errors import BrokenConnectionError
+from ._errors import BrokenConnectionError, CommandError
 from ._job import Job, JobRef
 from .adapter import reconnect_delay
 
@@ -36,6 +36,7 @@ __all__ = [
     "JobOrRef",
     "Placement",
     "ServerState",
+    "inserted",
     "key_index",
     "locate",
     "logger",
@@ -121,6 +122,13 @@ def locate(job_or_ref: object, servers: Sequence[str]) -> tuple[int, int]:
     except ValueError:
         shown = ", ".join(servers)
         raise ValueError(f"job {id}: {name!r} is not a server of this pool ({shown})") from None
+
+
+def inserted(exc: CommandError) -> bool:
+    """Whether a refused batch put inserted some of its jobs on its server before
+    the refusal (an id among ``exc.outcomes``): the batch must then not be sent
+    to another server, which would insert those jobs twice."""
+    return any(type(outcome) is int for outcome in exc.outcomes or ())
 
 
 def reason(exc: BaseException) -> str:

@@ -48,10 +48,12 @@ from beanproto import (
     DEFAULT_TUBE,
     MAX_LINE_SIZE,
     BrokenConnectionError,
+    Command,
     Connection,
     DrainingError,
     Error,
     Event,
+    Ignore,
     InvalidArgument,
     Job,
     JobRef,
@@ -79,6 +81,7 @@ from beanproto.pool import (
     JobOrRef,
     Placement,
     ServerState,
+    inserted,
     locate,
     logger,
     poll_pauses,
@@ -194,8 +197,10 @@ class Pool:
         encoding = body_encoding(encoding, serializer)
         if watch is not None and not isinstance(watch, str):
             watch = list(watch)  # read once
-        setup_commands(use, watch)  # invalid tube names raise before connecting
-        Connection(max_body_size=max_body_size, max_command_size=max_command_size)
+        # Invalid settings raise here, as the clients' would, not as a server down.
+        probe = Connection(max_body_size=max_body_size, max_command_size=max_command_size)
+        for command in setup_commands(use, watch):
+            probe.send(command)
         resolved = resolve_addresses(addresses)
         if (tls or ssl_context is not None) and any(isinstance(a, str) for a in resolved):
             raise InvalidArgument("TLS needs (host, port) addresses, not a Unix socket")
@@ -271,6 +276,11 @@ class Pool:
         await link.aclose()
         return error
 
+    def _check(self, command: Command) -> None:
+        """Raise :class:`beanproto.InvalidArgument` for a command the servers would
+        not read whole (``max_command_size``), as a client's send would."""
+        Connection(max_command_size=self._options["max_command_size"]).send(command)
+
     def _down(self, s: _Server, what: str) -> BrokenConnectionError:
         return s.down_error(anyio.current_time(), what)
 
@@ -334,9 +344,10 @@ class Pool:
             try:
                 return s.name, await send(link.client)
             except DrainingError as exc:
-                if key is not None:
+                if key is not None or inserted(exc):
+                    _note(exc, f"server {s.name}")
                     raise
-                draining = exc  # not inserted: the next server may take it
+                draining = exc  # nothing inserted: the next server may take it all
             except _BROKEN as exc:
                 if not link.client.closed:
                     _note(exc, f"server {s.name}")
@@ -445,7 +456,7 @@ class Pool:
         """Put later jobs into ``tube`` on every server; return its name.
 
         Remembered: a server that is down uses it once it is back."""
-        Use(tube)  # an invalid name raises before anything changes
+        self._check(Use(tube))  # an invalid name raises before anything changes
         self._used = tube
         await self._each(_nothing, used=True)  # bring every link in line now
         return tube
@@ -544,7 +555,7 @@ class Pool:
         """Watch ``tube`` on every server; return how many tubes are watched.
 
         Remembered: a server that is down watches it once it is back."""
-        Watch(tube)  # an invalid name raises before anything changes
+        self._check(Watch(tube))  # an invalid name raises before anything changes
         if tube not in self._watched:
             self._watched = (*self._watched, tube)
         await self._each(self._sync_watch)
@@ -554,7 +565,7 @@ class Pool:
         """Stop watching ``tube`` on every server; return how many tubes are watched.
 
         Raises :class:`beanproto.NotIgnoredError` for the last watched tube."""
-        Watch(tube)
+        self._check(Ignore(tube))
         if tube in self._watched:
             if len(self._watched) == 1:
                 raise NotIgnoredError(f"{tube!r} is the last watched tube")

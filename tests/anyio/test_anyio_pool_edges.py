@@ -482,3 +482,18 @@ async def test_a_body_that_does_not_decode_names_its_server(
         assert caught.value.server == second.name
         await pool.bury(caught.value.ref)
         assert (await pool.stats_tube(tube))[second.name].current_jobs_buried == 1
+
+
+async def test_settings_a_server_would_not_read_whole_are_refused(server: Server) -> None:
+    """A tube name too long for ``max_command_size`` is an ``InvalidArgument``, at
+    connection (not "every server is down") and in ``use``/``watch``/``ignore``,
+    which then change nothing."""
+    long = "a" * 60
+    with pytest.raises(bp.InvalidArgument, match="max_command_size=64"):
+        Pool([server.address], use=long, max_command_size=64)
+    async with Pool([server.address], max_command_size=64) as pool:
+        for call in (pool.use, pool.watch, pool.ignore):
+            with pytest.raises(bp.InvalidArgument, match="max_command_size=64"):
+                await call(long)
+        assert pool.using() == "default" and pool.watching() == ["default"]
+        assert (await pool.put(b"still fine")).server == server.name

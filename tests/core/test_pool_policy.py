@@ -18,6 +18,7 @@ from beanproto.pool import (
     POLL_MAX_PAUSE,
     Placement,
     ServerState,
+    inserted,
     key_index,
     locate,
     poll_pauses,
@@ -101,3 +102,12 @@ def test_poll_pauses_double_up_to_the_cap() -> None:
 def test_reason() -> None:
     assert reason(OSError("gone")) == "gone"
     assert reason(TimeoutError()) == "TimeoutError"
+
+
+def test_a_batch_inserted_something_when_an_outcome_is_an_id() -> None:
+    refused = bp.DrainingError()
+    assert not inserted(refused)  # a single put, no outcomes
+    refused.outcomes = [bp.DrainingError(), bp.DrainingError()]
+    assert not inserted(refused)
+    refused.outcomes = [7, bp.DrainingError()]
+    assert inserted(refused)

@@ -429,3 +429,41 @@ def test_a_body_that_does_not_decode_names_its_server(
         assert caught.value.server == second.name
         pool.bury(caught.value.ref)  # the job is the caller's: bury it on its server
         assert pool.stats_tube(tube)[second.name].current_jobs_buried == 1
+
+
+def test_a_batch_refused_after_some_inserts_is_not_moved(
+    fresh_server: Callable[..., Server], tube: str
+) -> None:
+    """A server that starts draining in the middle of a ``put_many`` has inserted
+    the jobs before the refusal: the batch is not sent again to another server
+    (those jobs would exist twice); the refusal names the server."""
+
+    def script(peer: Peer) -> None:
+        assert peer.read_commands()  # use
+        peer.send(f"USING {tube}\r\n".encode())
+        assert peer.read_commands(2)  # the batch
+        peer.send(b"INSERTED 7\r\nDRAINING\r\n")
+
+    other = fresh_server()
+    with scripted_server(script) as fake, Pool([fake, other.address], use=tube, timeout=5) as pool:
+        with pytest.raises(bp.DrainingError) as info:
+            pool.put_many([b"a", b"b"])
+        assert info.value.outcomes is not None and info.value.outcomes[0] == 7
+        if hasattr(info.value, "__notes__"):
+            assert info.value.__notes__ == [f"server {describe(fake)}"]
+    assert ready_count(other, tube) == 0
+
+
+def test_settings_a_server_would_not_read_whole_are_refused(server: Server) -> None:
+    """A tube name too long for ``max_command_size`` is an ``InvalidArgument``, at
+    construction (not "every server is down") and in ``use``/``watch``/``ignore``,
+    which then change nothing."""
+    long = "a" * 60
+    with pytest.raises(bp.InvalidArgument, match="max_command_size=64"):
+        Pool([server.address], use=long, max_command_size=64)
+    with Pool([server.address], max_command_size=64, timeout=5) as pool:
+        for call in (pool.use, pool.watch, pool.ignore):
+            with pytest.raises(bp.InvalidArgument, match="max_command_size=64"):
+                call(long)
+        assert pool.using() == "default" and pool.watching() == ["default"]
+        assert pool.put(b"still fine").server == server.name

@@ -126,10 +126,18 @@ def _several(items: Sequence[object]) -> bool:
     kinds: tuple[type, ...] = (tuple, list, os.PathLike)
     if isinstance(items, list):
         kinds = (str, *kinds)
-    port = items[1] if len(items) == 2 else None
-    if isinstance(port, str) and port.isdigit():
+    if _pair(items):
         return False
     return bool(items) and all(isinstance(i, kinds) for i in items)
+
+
+def _pair(items: Sequence[object]) -> bool:
+    """Whether a sequence is one ``(host, port)``: two items, the second a port
+    (an ``int``, or digits: a bad pair, which :func:`resolve_address` refuses)."""
+    if len(items) != 2:
+        return False
+    port = items[1]
+    return isinstance(port, int) or (isinstance(port, str) and port.isdigit())
 
 
 def parse_address(text: str) -> Resolved:
@@ -201,10 +209,11 @@ def resolve_addresses(addresses: str | Iterable[Address] | Address | None = None
     ``None`` reads ``$BEANSTALKD_URL`` (one address or a comma-separated list),
     else :data:`DEFAULT_ADDRESS`. A ``str`` is a comma-separated list
     (:func:`parse_addresses`); an ``os.PathLike`` is one Unix socket path; a
-    two-item sequence whose second item is an ``int`` is one ``(host, port)``;
-    any other iterable holds addresses, each read by :func:`resolve_address`.
-    Raises :class:`AddressError` for a malformed address, an empty list or the
-    same server twice, and ``TypeError`` for an object that is no address.
+    two-item sequence whose second item is a port (an ``int``; digits are refused
+    as a bad pair) is one ``(host, port)``; any other iterable holds addresses,
+    each read by :func:`resolve_address`. Raises :class:`AddressError` for a
+    malformed address, an empty list or the same server twice, and ``TypeError``
+    for an object that is no address.
 
         >>> resolve_addresses("beanstalk://h1:11300, h2")
         [('h1', 11300), ('h2', 11300)]
@@ -222,8 +231,7 @@ def resolve_addresses(addresses: str | Iterable[Address] | Address | None = None
     if (
         isinstance(addresses, Sequence)
         and not isinstance(addresses, (bytes, bytearray))
-        and len(addresses) == 2
-        and isinstance(addresses[1], int)
+        and _pair(addresses)
     ):
         return [resolve_address(cast(Address, addresses))]
     if not isinstance(addresses, Iterable) or isinstance(addresses, (bytes, bytearray)):

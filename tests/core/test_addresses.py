@@ -83,6 +83,9 @@ def test_one_address_refuses_a_list(text: str) -> None:
 def test_a_pair_with_a_port_in_a_str_is_no_list() -> None:
     with pytest.raises(AddressError, match="the port must be an int from 1 to 65535"):
         resolve_address(("h", "11300"))  # type: ignore[arg-type]
+    # Nor is it two servers, "h" and "11300", where several addresses are read.
+    with pytest.raises(AddressError, match="the port must be an int from 1 to 65535"):
+        resolve_addresses(("h", "11300"))  # type: ignore[arg-type]
     with pytest.raises(AddressError, match="not a list"):
         resolve_address([("h1", 1), ("h2", 2)])  # type: ignore[arg-type]
 

@@ -361,11 +361,14 @@ class Worker(WorkerBase):
     async def _slot(self, slot: _Slot) -> None:
         try:
             with slot.scope:
-                failures = 0  # attempts in a row that could not connect
-                while not await self._connected(slot, failures):
-                    failures += 1
+                failures = 0  # attempts that could not connect since the last that did
+                again = False  # the next connection is a reconnection
+                while (served := await self._connected(slot, failures, again)) is not True:
+                    # A connection that opened and was lost starts the count anew.
+                    failures = failures + 1 if served is False else 0
+                    again = True
                     slot.phase = _IDLE  # from here, stop() cancels the pause
-                    await anyio.sleep(reconnect_delay(failures))
+                    await anyio.sleep(reconnect_delay(max(failures, 1)))
         except anyio.get_cancelled_exc_class():
             raise
         except BaseException as exc:
@@ -375,10 +378,12 @@ class Worker(WorkerBase):
             slot.phase = _DONE
             slot.client = None
 
-    async def _connected(self, slot: _Slot, failures: int) -> bool:
+    async def _connected(self, slot: _Slot, failures: int, again: bool) -> bool | None:
         """Connect ``slot`` and serve until the worker stops (``True``); with
-        several servers, a connection that fails or cannot be opened returns
-        ``False`` instead of raising: to be opened again after a pause."""
+        several servers, a connection that cannot be opened returns ``False``
+        and one that opened and then failed ``None``, instead of raising: to be
+        opened again after a pause. ``again``: this is a reconnection, logged
+        with the ``failures`` before it."""
         opened = False
         try:
             async with connect(
@@ -390,7 +395,7 @@ class Worker(WorkerBase):
             ) as client:
                 opened = True
                 slot.client = client
-                if failures:
+                if again:
                     logger.info(
                         "server %s: reconnected after %d failed attempts", slot.server, failures
                     )
@@ -407,7 +412,8 @@ class Worker(WorkerBase):
                 return True
             if opened:
                 logger.warning("server %s: connection lost (%s); reconnecting", slot.server, why)
-            elif not failures:
+                return None
+            if not again:
                 logger.warning(
                     "server %s: cannot connect (%s); trying again in the background",
                     slot.server,

@@ -641,17 +641,9 @@ class _Run:
             try:
                 if clock.ttr is None:
                     clock.learned(sent_at, slot.transport.request(StatsJob(job_id), job_stats))
-                else:
-                    slot.transport.request(Touch(job_id), touched)
-                    clock.touched(sent_at)
-                    if self.metrics is not None:
-                        self.metrics.job(
-                            slot.tube,
-                            "touched",
-                            sent_at - slot.reserved_at,
-                            failed=False,
-                            server=slot.server,
-                        )
+                    return clock.due
+                slot.transport.request(Touch(job_id), touched)
+                clock.touched(sent_at)
             except Exception as exc:
                 # NOT_FOUND: the job timed out or was deleted; anything else
                 # broke the connection, which gave the job back. (No news if
@@ -660,6 +652,15 @@ class _Run:
                 server = slot.server if self.several else None
                 log_lost(job_id, slot.tube, _describe(exc), debug=slot.abandoned, server=server)
                 return math.inf
+            # After the try: a hook that raises is not a job lost.
+            if self.metrics is not None:
+                self.metrics.job(
+                    slot.tube,
+                    "touched",
+                    sent_at - slot.reserved_at,
+                    failed=False,
+                    server=slot.server,
+                )
             return clock.due
 
 

@@ -178,3 +178,30 @@ def test_metrics_hooks_see_each_job_outcome(server: Server, tube: str) -> None:
     assert commands["bury", "BURIED"] == 2
     assert commands["reserve-with-timeout", "RESERVED"] == 6
     assert commands["touch", "TOUCHED"] >= 1
+
+
+def test_a_hook_that_raises_on_touched_reaches_run_and_the_job_is_not_lost(
+    server: Server, tube: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception from a hook goes to its caller: for ``touched``, the monitor,
+    which fails the worker; the touch itself went through, so the job is not
+    reported lost."""
+    with Client(server.address, use=tube) as c:
+        c.put(b"slow", ttr=1)
+
+    class Raising(RecordingHooks):
+        def job(
+            self, tube: str, outcome: str, duration: float, *, failed: bool, server: str
+        ) -> None:
+            if outcome == "touched":
+                raise RuntimeError("hook broke")
+            super().job(tube, outcome, duration, failed=failed, server=server)
+
+    worker = Worker(server.address, metrics=Raising())
+    worker.add_handler(tube, lambda job: time.sleep(1.6))
+    with (
+        caplog.at_level(logging.DEBUG, logger="beanproto.worker"),
+        pytest.raises(RuntimeError, match="hook broke"),
+    ):
+        worker.run(burst=True)
+    assert not [r for r in caplog.records if "lost" in r.getMessage()]

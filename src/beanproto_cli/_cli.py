@@ -188,7 +188,8 @@ def _tube_option(f: Any) -> Any:
     )(f)
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
+    """An error as the CLI shows it: the socket's own words where there are some."""
     cause: BaseException | None = exc
     while cause is not None:
         # BrokenConnectionError is an OSError too: look past it to the socket's error.
@@ -235,13 +236,13 @@ class _Servers:
             try:
                 client = Client(target, timeout=SOCKET_TIMEOUT)
             except (OSError, BrokenConnectionError, RemoteProtocolError) as exc:
-                self.errors[shown] = f"cannot connect to {shown}: {_reason(exc)}"
+                self.errors[shown] = f"cannot connect to {shown}: {reason(exc)}"
                 return None
             self.clients[shown] = client
         try:
             return fetch(client)
         except (OSError, BrokenConnectionError, RemoteProtocolError) as exc:
-            self.errors[shown] = f"connection to {shown} failed: {_reason(exc)}"
+            self.errors[shown] = f"connection to {shown} failed: {reason(exc)}"
             self.clients.pop(shown).close()
             return None
 
@@ -274,7 +275,7 @@ def _connect(
     except InvalidArgument as exc:
         raise click.UsageError(str(exc)) from None
     except (OSError, BrokenConnectionError, RemoteProtocolError) as exc:
-        raise ConnectionFailed(f"cannot connect to {shown}: {_reason(exc)}") from None
+        raise ConnectionFailed(f"cannot connect to {shown}: {reason(exc)}") from None
     with client:
         yield client
 
@@ -291,7 +292,7 @@ class _Group(click.Group):
             raise Refused(f"the server refused: {exc.reply or type(exc).__name__}") from None
         except (BrokenConnectionError, RemoteProtocolError) as exc:
             shown = ctx.meta.get("beanproto.address", "the server")
-            raise ConnectionFailed(f"connection to {shown} failed: {_reason(exc)}") from None
+            raise ConnectionFailed(f"connection to {shown} failed: {reason(exc)}") from None
         except TimeoutError:
             shown = ctx.meta.get("beanproto.address", "the server")
             raise ConnectionFailed(f"{shown} did not answer within {SOCKET_TIMEOUT:g} s") from None

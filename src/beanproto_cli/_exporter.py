@@ -51,6 +51,8 @@ from beanproto.address import Resolved
 from beanproto.prometheus import PrometheusMetrics
 from beanproto_sync import Client
 
+from ._cli import reason
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -255,7 +257,7 @@ class BeanstalkdCollector(Collector):
             try:
                 slot.reading = self.read(target, self.timeout)
             except Exception as exc:
-                slot.error = _reason(exc)
+                slot.error = reason(exc)
             slot.done = True
 
         threads = [
@@ -271,10 +273,13 @@ class BeanstalkdCollector(Collector):
             thread.join(max(0.0, deadline - time.monotonic()))
         results: list[tuple[str, _Reading | None]] = []
         for (_, shown), slot in zip(self.targets, slots, strict=True):
-            if not slot.done:
-                slot.error = f"no answer within {self.timeout:g} s"
-            self._note(shown, slot.error)
-            results.append((shown, slot.reading))
+            # Read once: a thread that finishes now is late all the same.
+            if slot.done:
+                self._note(shown, slot.error)
+                results.append((shown, slot.reading))
+            else:
+                self._note(shown, f"no answer within {self.timeout:g} s")
+                results.append((shown, None))
         return results
 
     def _note(self, shown: str, error: str | None) -> None:
@@ -341,14 +346,6 @@ class BeanstalkdCollector(Collector):
             "Seconds this scrape took to read every server.",
             value=time.monotonic() - started,
         )
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__
 
 
 # -- serving ---------------------------------------------------------------------------------
@@ -438,7 +435,7 @@ def run_exporter(targets: Sequence[_Target], *, listen: str, timeout: float, onc
     try:
         server = serve_registry(registry, host, port, "beanproto exporter")
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {listen}: {_reason(exc)}") from None
+        raise click.ClickException(f"cannot listen on {listen}: {reason(exc)}") from None
     _log_to_stderr()
     # SIGTERM and SIGINT are blocked in every thread (the server's threads inherit the
     # mask) and taken by sigwait here, so no handler runs in the middle of a request;

@@ -31,8 +31,8 @@ class MetricsHooks:
     def command(self, name: str, outcome: str, duration: float, server: str) -> None:
         """One command answered, or not: ``outcome`` is the reply's first word,
         ``"BROKEN"`` when the connection failed before the reply (its fate is
-        unknown), or ``"INTERRUPTED"`` when the call was cancelled or interrupted
-        first. ``duration`` is seconds from the write to the reply (for a
+        unknown), or ``"INTERRUPTED"`` when the call was cancelled, interrupted or
+        timed out first. ``duration`` is seconds from the write to the reply (for a
         pipelined batch, from the batch's write to this reply); ``server`` is
         the address as :func:`beanproto.address.describe` writes it."""
 

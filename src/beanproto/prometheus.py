@@ -99,7 +99,7 @@ class PrometheusMetrics(MetricsHooks):
         self._commands = Counter(
             "commands",
             "Commands answered, by command, reply (BROKEN: the connection failed first; "
-            "INTERRUPTED: the call was cancelled first) and server.",
+            "INTERRUPTED: the call was cancelled, interrupted or timed out first) and server.",
             ["command", "outcome", "server"],
             namespace=namespace,
             registry=self.registry,

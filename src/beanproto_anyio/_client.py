@@ -738,7 +738,7 @@ def connect(
     ``release``, ...), ``reserve_job`` and the batches (``put_many``,
     ``delete_many``, ``pipeline``) raise and are never sent again: a lost reply
     leaves their fate unknown. The ``beanproto.client`` logger reports a
-    connection (DEBUG), a break (WARNING), a reconnection and a failed attempt
+    connection (INFO), a break (WARNING), a reconnection and a failed attempt
     with the next one's delay (INFO); nothing per command. The first connection
     is not retried. (:class:`Client` over a stream you give cannot reconnect.)
     ``metrics`` is :class:`Client`'s, with the address as the server's name.

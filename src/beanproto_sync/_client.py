@@ -162,7 +162,7 @@ class Client(Generic[BodyT]):
     reply leaves their fate unknown. After a failed attempt the next waits 0.1 s,
     doubling up to 5 s; a call before then raises
     :class:`beanproto.BrokenConnectionError` at once. :meth:`close` stops it for
-    good. The ``beanproto.client`` logger reports a connection (DEBUG), a break
+    good. The ``beanproto.client`` logger reports a connection (INFO), a break
     (WARNING), a reconnection and a failed attempt with the next one's delay
     (INFO); nothing per command. The first connection is not retried: a server
     down at construction raises as without ``reconnect``.

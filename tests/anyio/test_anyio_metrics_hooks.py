@@ -102,8 +102,7 @@ async def test_broken(fresh_server: Callable[..., Server]) -> None:
     hooks = RecordingHooks()
     with anyio.fail_after(5):
         async with connect(srv.address, metrics=hooks) as c:
-            srv.signal(signal.SIGKILL)
-            srv.process.wait(5)
+            srv.kill()
             with pytest.raises(bp.BrokenConnectionError):
                 await c.stats()
             with pytest.raises(bp.BrokenConnectionError):
@@ -201,8 +200,7 @@ async def test_logging(
         async with connect(srv.address, use=tube, reconnect=True) as c:
             for _ in range(10):
                 await c.put(b"x")  # nothing per command
-            srv.signal(signal.SIGKILL)
-            srv.process.wait(5)
+            srv.kill()
             with pytest.raises(bp.BrokenConnectionError):
                 await c.put(b"lost")
     records = [(r.levelname, r.getMessage()) for r in caplog.records]

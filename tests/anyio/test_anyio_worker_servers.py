@@ -58,7 +58,7 @@ async def test_a_busy_server_never_holds_up_a_quiet_one(
     last_b = max(i for i, body in enumerate(order) if body.startswith(b"b"))
     five_hundredth_a = [i for i, body in enumerate(order) if body.startswith(b"a")][499]
     assert last_b < five_hundredth_a
-    assert {s for body, s in seen if body.startswith(b"b")} == {describe(other.address)}
+    assert {s for body, s in seen if body.startswith(b"b")} == {other.name}
 
 
 async def test_a_dead_server_is_skipped(
@@ -144,7 +144,7 @@ async def test_each_job_ends_on_its_own_server(
     def bury(job: Job) -> None:
         raise BuryJob("check")
 
-    addresses = f"{describe(first.address)},{describe(second.address)}"
+    addresses = f"{first.name},{second.name}"
     worker = Worker(addresses, handlers={tube: bury})
     with anyio.fail_after(10):
         await worker.run(burst=True)
@@ -177,7 +177,7 @@ async def test_metrics_hooks_see_each_job_outcome(server: Server, tube: str) -> 
     )
     with anyio.fail_after(15):
         await worker.run(burst=True)
-    where = describe(server.address)
+    where = server.name
     counts = Counter((o, f) for t, o, _, f, s in recorder.jobs if t == tube and s == where)
     assert counts[("deleted", False)] == 3
     assert counts[("released", True)] == 1

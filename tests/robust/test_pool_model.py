@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterator
 
@@ -28,7 +27,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import beanproto as bp
-from beanproto.address import describe
 from beanproto_sync import Client, Pool
 from conftest import Server, new_tube_name, restart_server, start_server
 
@@ -70,7 +68,7 @@ class PoolModel(RuleBasedStateMachine):
             _revive(i)
         self.tube = new_tube_name()
         self.pool = Pool([s.address for s in _servers], use=self.tube, watch=self.tube, timeout=5)
-        self.names = [describe(s.address) for s in _servers]
+        self.names = [s.name for s in _servers]
         self.bodies = (b"body-%d" % i for i in itertools.count())
         self.returned: dict[bytes, str] = {}  # body -> the server its put named
         self.unknown: set[bytes] = set()  # a put that raised: maybe inserted
@@ -105,8 +103,7 @@ class PoolModel(RuleBasedStateMachine):
     @rule(i=server_ix)
     def kill(self, i: int) -> None:
         if _running(i):
-            _servers[i].signal(signal.SIGKILL)
-            _servers[i].process.wait(5)
+            _servers[i].kill()
 
     @rule(i=server_ix)
     def restart(self, i: int) -> None:

@@ -89,8 +89,7 @@ def test_broken(fresh_server: Callable[..., Server]) -> None:
     srv = fresh_server()
     hooks = RecordingHooks()
     with Client(srv.address, metrics=hooks, timeout=5) as c:
-        srv.signal(signal.SIGKILL)
-        srv.process.wait(5)
+        srv.kill()
         with pytest.raises(bp.BrokenConnectionError):
             c.stats()
         with pytest.raises(bp.BrokenConnectionError):
@@ -192,8 +191,7 @@ def test_logging(
     with Client(srv.address, use=tube, reconnect=True, timeout=5) as c:
         for _ in range(10):
             c.put(b"x")  # nothing per command
-        srv.signal(signal.SIGKILL)
-        srv.process.wait(5)
+        srv.kill()
         with pytest.raises(bp.BrokenConnectionError):
             c.put(b"lost")
     records = [(r.levelname, r.getMessage()) for r in caplog.records]

@@ -16,7 +16,7 @@ import beanproto as bp
 from beanproto.address import describe
 from beanproto.worker import BuryJob
 from beanproto_sync import Client, Worker
-from conftest import RecordingHooks, Server, free_port, restart_server
+from conftest import RecordingHooks, Server, free_port
 
 Job = bp.Job[Any]
 
@@ -50,8 +50,8 @@ def test_a_busy_server_never_holds_up_a_quiet_one(
     last_b = max(i for i, body in enumerate(order) if body.startswith(b"b"))
     five_hundredth_a = [i for i, body in enumerate(order) if body.startswith(b"a")][499]
     assert last_b < five_hundredth_a
-    assert {s for body, s in seen if body.startswith(b"a")} == {describe(server.address)}
-    assert {s for body, s in seen if body.startswith(b"b")} == {describe(other.address)}
+    assert {s for body, s in seen if body.startswith(b"a")} == {server.name}
+    assert {s for body, s in seen if body.startswith(b"b")} == {other.name}
 
 
 def test_a_dead_server_is_skipped(
@@ -76,7 +76,10 @@ def test_one_server_alone_still_fails_the_worker(tube: str) -> None:
 
 
 def test_a_killed_server_is_reconnected_in_the_background(
-    fresh_server: Callable[..., Server], tube: str, caplog: pytest.LogCaptureFixture
+    fresh_server: Callable[..., Server],
+    restarted: Callable[[Server], Server],
+    tube: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     first, second = fresh_server(), fresh_server()
     seen: list[tuple[bytes, str | None]] = []
@@ -93,24 +96,18 @@ def test_a_killed_server_is_reconnected_in_the_background(
     thread.start()
     try:
         put_bodies(second.address, tube, [b"before"])
-        wait_until(lambda: (b"before", describe(second.address)) in seen)
-        second.process.kill()
-        second.process.wait()
+        wait_until(lambda: (b"before", second.name) in seen)
+        second.kill()
         put_bodies(first.address, tube, [b"meanwhile"])
-        wait_until(lambda: (b"meanwhile", describe(first.address)) in seen)
-        revived = restart_server(second)
-        try:
-            put_bodies(revived.address, tube, [b"after"])
-            wait_until(lambda: (b"after", describe(second.address)) in seen)
-        finally:
-            worker.stop()
-            thread.join(10)
-            revived.stop()
+        wait_until(lambda: (b"meanwhile", first.name) in seen)
+        revived = restarted(second)
+        put_bodies(revived.address, tube, [b"after"])
+        wait_until(lambda: (b"after", second.name) in seen)
     finally:
         worker.stop()
         thread.join(10)
     assert not thread.is_alive()
-    server = describe(second.address)
+    server = second.name
     assert f"server {server}: connection lost" in caplog.text
     assert f"server {server}: reconnected" in caplog.text
 
@@ -135,7 +132,7 @@ def test_each_job_ends_on_its_own_server(fresh_server: Callable[..., Server], tu
     def bury(job: Job) -> None:
         raise BuryJob("check")
 
-    worker = Worker(f"{describe(first.address)},{describe(second.address)}")
+    worker = Worker(f"{first.name},{second.name}")
     worker.add_handler(tube, bury)
     worker.run(burst=True)
     for srv in (first, second):
@@ -162,7 +159,7 @@ def test_metrics_hooks_see_each_job_outcome(server: Server, tube: str) -> None:
     )
     worker.add_handler(tube, handle)
     worker.run(burst=True)
-    where = describe(server.address)
+    where = server.name
     counts = Counter((o, f) for t, o, _, f, s in recorder.jobs if t == tube and s == where)
     assert counts[("deleted", False)] == 3
     assert counts[("released", True)] == 1

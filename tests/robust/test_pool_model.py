@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import beanproto as bp
-from beanproto_sync import Client, Pool
-from conftest import Server, new_tube_name, restart_server, start_server
+from beanproto_sync import Pool
+from conftest import Server, drain_bodies, new_tube_name, restart_server, start_server
 
 _servers: list[Server] = []
 _binlogs: list[str] = []
@@ -119,16 +119,7 @@ class PoolModel(RuleBasedStateMachine):
         self.pool.close()
         for i in range(2):
             _revive(i)
-        rest: list[bytes] = []
-        for srv in _servers:
-            with Client(srv.address, watch=self.tube, timeout=5) as c:
-                while True:
-                    try:
-                        job = c.reserve(timeout=0)
-                    except bp.TimedOutError:
-                        break
-                    rest.append(job.body)
-                    c.delete(job)
+        rest = [body for srv in _servers for body in drain_bodies(srv, self.tube)]
         seen = self.reserved + rest
         assert len(seen) == len(set(seen)), "a job was doubled"
         assert set(self.returned) <= set(seen), "a job whose put returned was lost"

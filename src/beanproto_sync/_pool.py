@@ -264,6 +264,13 @@ class Pool:
                 return None
             link = _Link(client, used, frozenset(watched))
             s.link = link
+            # close() from another thread does not wait for this lock: it sets
+            # _closed first, then takes each link, so the link is closed by one of
+            # the two.
+            if self._closed:
+                s.link = None
+                client.close()
+                raise BrokenConnectionError("the pool was closed")
             s.connected()
             return link
 
